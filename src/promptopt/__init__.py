@@ -1,0 +1,3 @@
+"""promptopt: optimize LLM prompts without labels."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,6 @@
+"""`python -m promptopt`."""
+
+from promptopt.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,501 @@
+"""The `promptopt` command: parse flags into a config, call the engine, render the result."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from promptopt import __version__
+from promptopt.errors import ExitCode, Interrupted, PromptoptError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="promptopt",
+    help="Optimize LLM prompts without labels (SPO, GPO, Dual-Phase) over any litellm model.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+cache_app = typer.Typer(help="Inspect or clear the response cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+def _out() -> Console:
+    return Console(soft_wrap=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True)
+
+
+def fail(error: PromptoptError | str, code: int = ExitCode.USAGE) -> NoReturn:
+    """One line per problem on stderr, then the error's exit code; PROMPTOPT_DEBUG=1 re-raises."""
+    if isinstance(error, PromptoptError):
+        if os.environ.get("PROMPTOPT_DEBUG"):
+            raise error
+        code = error.exit_code
+    from promptopt.llm import redact
+
+    for line in redact(str(error)).splitlines() or ["error"]:
+        print(f"promptopt: error: {line}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run the engine; SIGINT/SIGTERM cancel it cleanly (completed rounds are already on disk)."""
+    received: list[int] = []
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def stop(signum: int) -> None:
+            if not received:
+                received.append(signum)
+                task.cancel()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, stop, signum)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
+                pass
+        return await factory()
+
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        signum = received[0] if received else signal.SIGINT
+        raise Interrupted("interrupted: completed rounds are saved; rerun the same command to resume",
+                          signum) from None
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted: completed rounds are saved; rerun the same command to resume") from None
+
+
+def guarded(fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except PromptoptError as exc:
+        fail(exc)
+
+
+# --- optimize -------------------------------------------------------------------------------
+
+Model = Annotated[str | None, typer.Option("--model", "-m", help="litellm model for all three roles.")]
+OptModel = Annotated[str | None, typer.Option("--opt-model", help="Optimizer model (writes candidates).")]
+OptTemp = Annotated[float | None, typer.Option("--opt-temp", help="Optimizer temperature [default 0.7].")]
+EvalModel = Annotated[str | None, typer.Option("--eval-model", help="Evaluator (judge) model.")]
+EvalTemp = Annotated[float | None, typer.Option("--eval-temp", help="Evaluator temperature [default 0.3].")]
+ExecModel = Annotated[str | None, typer.Option("--exec-model", help="Executor model (answers questions).")]
+ExecTemp = Annotated[float | None, typer.Option("--exec-temp", help="Executor temperature [default 0].")]
+ApiBase = Annotated[str | None, typer.Option("--api-base", help="Base URL for all roles (a local server).")]
+Votes = Annotated[int | None, typer.Option("--votes", help="Judge votes per comparison, half A/B-swapped [4].")]
+Concurrency = Annotated[int | None, typer.Option("--concurrency", "-j", help="Model calls in flight [8].")]
+Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds per model call [120].")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
+
+
+def _flags(**values: Any) -> dict[str, Any]:
+    flags = {k: v for k, v in values.items() if v is not None}
+    if flags.pop("no_cache", False):
+        flags["cache"] = False
+    return flags
+
+
+def _build_config(flags: dict[str, Any]) -> Any:
+    from promptopt.config import resolve_config
+
+    return resolve_config(flags)
+
+
+def _client(config: Any, on_call: Callable[[Any], None] | None = None) -> Any:
+    from promptopt.cache import ResponseCache
+    from promptopt.llm import LiteLLMClient
+
+    cache = ResponseCache(config.cache_dir) if config.cache else None
+    return LiteLLMClient(config, cache=cache, on_call=on_call)
+
+
+@app.command()
+def optimize(
+    template: Annotated[str, typer.Option("--template", "-t", help="Template file, or a name found here or bundled.")],
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Run name [template file name].")] = None,
+    workspace: Annotated[Path | None, typer.Option("--workspace", "-w", help="Workspace folder [workspace].")] = None,
+    model: Model = None,
+    opt_model: OptModel = None,
+    opt_temp: OptTemp = None,
+    eval_model: EvalModel = None,
+    eval_temp: EvalTemp = None,
+    exec_model: ExecModel = None,
+    exec_temp: ExecTemp = None,
+    api_base: ApiBase = None,
+    initial_round: Annotated[int | None, typer.Option("--initial-round", help="Restart after this round.")] = None,
+    max_rounds: Annotated[int | None, typer.Option("--max-rounds", "-r", help="Last round number [10].")] = None,
+    strategy: Annotated[str | None, typer.Option("--strategy", "-s", help="spo | gpo | dual-phase [spo].")] = None,
+    votes: Votes = None,
+    concurrency: Concurrency = None,
+    timeout: Timeout = None,
+    max_attempts: Annotated[int | None, typer.Option("--max-attempts", help="Tries per call on transient faults [5].")] = None,
+    budget_usd: Annotated[float | None, typer.Option("--budget-usd", help="Stop before spending more.")] = None,
+    max_calls: Annotated[int | None, typer.Option("--max-calls", help="Stop before more paid calls.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed for strategies [0].")] = None,
+    no_cache: NoCache = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print projected calls, tokens, cost; call nothing.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or round lines.")] = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Run the optimization loop (resumes an existing workspace after its last round)."""
+    flags = _flags(name=name, workspace=workspace, model=model, opt_model=opt_model, opt_temp=opt_temp,
+                   eval_model=eval_model, eval_temp=eval_temp, exec_model=exec_model, exec_temp=exec_temp,
+                   api_base=api_base, initial_round=initial_round, max_rounds=max_rounds, strategy=strategy,
+                   votes=votes, concurrency=concurrency, timeout=timeout, max_attempts=max_attempts,
+                   budget_usd=budget_usd, max_calls=max_calls, seed=seed, no_cache=no_cache)
+    guarded(lambda: _optimize(template, flags, dry_run=dry_run, quiet=quiet, json_out=json_out))
+
+
+def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet: bool, json_out: bool) -> None:
+    from promptopt.engine.loop import run_optimization
+    from promptopt.engine.strategies import get_strategy
+    from promptopt.render import run_json, run_summary
+    from promptopt.template import dump_template, load_template
+    from promptopt.workspace import Workspace, atomic_write
+
+    template, path = load_template(template_ref)
+    config = _build_config(flags)
+    get_strategy(config.strategy)
+    if config.name is None:
+        config = config.model_copy(update={"name": path.stem})
+    ws = Workspace(config.workspace, config.name)
+    if dry_run:
+        return _dry_run(template, config, ws, json_out)
+    from promptopt.llm import preflight
+
+    preflight(config)
+    err = _err()
+    events = _cli_events(err, quiet, config)
+    client = _client(config, on_call=events.call_done)
+    events.client = client
+
+    async def go() -> Any:
+        result = await run_optimization(template, config, client, ws, events)
+        return result
+
+    try:
+        ws.prompts.mkdir(parents=True, exist_ok=True)
+        if not (ws.root / "template.yaml").exists():
+            atomic_write(ws.root / "template.yaml", dump_template(template))
+    except OSError as exc:
+        from promptopt.errors import WorkspaceError
+
+        raise WorkspaceError(f"cannot write workspace {ws.root}: {exc.strerror or exc}") from None
+    try:
+        with events:
+            result = run_async(go)
+    except Interrupted as exc:
+        if not quiet:
+            err.print(f"[yellow]{exc}[/yellow]")
+        raise typer.Exit(exc.exit_code) from None
+    if json_out:
+        print(json.dumps(run_json(result), ensure_ascii=False, indent=2))
+    else:
+        _out().print(run_summary(result))
+    if result.stopped == "budget":
+        raise typer.Exit(ExitCode.BUDGET)
+
+
+def _dry_run(template: Any, config: Any, ws: Any, json_out: bool) -> None:
+    from promptopt.engine.estimate import estimate_run
+    from promptopt.engine.loop import check_strategy, resume_point
+    from promptopt.render import estimate_table
+
+    records = ws.load()
+    check_strategy(records, config.strategy)
+    _, first = resume_point(records, config.initial_round)
+    est = estimate_run(template, config, records, first)
+    if json_out:
+        print(json.dumps({
+            "rounds": est.rounds, "calls": est.calls, "cost_usd": est.cost_usd,
+            "roles": {k: vars(v) for k, v in est.roles.items()},
+        }, indent=2))
+    else:
+        _out().print(estimate_table(est))
+
+
+def _cli_events(console: Console, quiet: bool, config: Any) -> Any:
+    from promptopt.progress import CliEvents
+
+    return CliEvents(console, quiet=quiet, last_round=config.max_rounds)
+
+
+# --- show -----------------------------------------------------------------------------------
+
+
+@app.command()
+def show(
+    path: Annotated[str, typer.Argument(help="WORKSPACE/NAME, e.g. workspace/Poem.")],
+    round_: Annotated[int | None, typer.Option("--round", help="Detail of one round: diff, judge, answers.")] = None,
+    best: Annotated[bool, typer.Option("--best", help="Print only the best prompt (pipe-able).")] = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Show the rounds of a run (also reads workspaces written by MetaGPT's SPO)."""
+    guarded(lambda: _show(path, round_, best, json_out))
+
+
+def _load_run(path: str) -> tuple[Any, list[Any], Any]:
+    from promptopt.engine.strategies.base import Strategy
+    from promptopt.errors import WorkspaceError
+    from promptopt.workspace import Workspace
+
+    ws = Workspace.from_path(path)
+    if not ws.exists():
+        raise WorkspaceError(f"{path}: no prompts/results.json here (expected WORKSPACE/NAME)")
+    records = ws.load()
+    if not records:
+        raise WorkspaceError(f"{ws.results_path}: no rounds yet")
+    return ws, records, Strategy.best(None, records)  # type: ignore[arg-type]
+
+
+def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) -> None:
+    from promptopt.errors import WorkspaceError
+    from promptopt.render import round_detail, round_json, rounds_table
+
+    ws, records, best = _load_run(path)
+    if best_only:
+        sys.stdout.write(best.prompt if best.prompt.endswith("\n") else best.prompt + "\n")
+        return
+    by_round = {r.round: r for r in records}
+    if round_number is not None:
+        record = by_round.get(round_number)
+        if record is None:
+            raise WorkspaceError(f"{path}: no round {round_number} (rounds {records[0].round}–{records[-1].round})")
+        base_no = record.base_round if record.base_round is not None else _spo_base(records, round_number)
+        base = by_round.get(base_no) if base_no is not None else None
+        if json_out:
+            print(json.dumps(record.model_dump(mode="json"), ensure_ascii=False, indent=2))
+            return
+        _out().print(round_detail(record, base))
+        return
+    if json_out:
+        print(json.dumps({"name": ws.name, "workspace": str(ws.root), "best_round": best.round,
+                          "best_prompt": best.prompt, "rounds": [round_json(r) for r in records]},
+                         ensure_ascii=False, indent=2))
+        return
+    out = _out()
+    out.print(f"[bold]{ws.name}[/bold] — {len(records)} rounds, best round {best.round}")
+    out.print(rounds_table(records, best.round))
+
+
+def _spo_base(records: list[Any], number: int) -> int | None:
+    """For SPO-written rounds (no base_round): the newest winning round before `number`."""
+    for r in reversed(records):
+        if r.round < number and (r.succeed or r.round == 1):
+            return int(r.round)
+    return None
+
+
+# --- compare --------------------------------------------------------------------------------
+
+
+@app.command()
+def compare(
+    a: Annotated[str, typer.Argument(help="Prompt A: WORKSPACE/NAME:ROUND, a file, or a string.")],
+    b: Annotated[str, typer.Argument(help="Prompt B, the same forms.")],
+    template: Annotated[str | None, typer.Option("--template", "-t", help="Questions and requirements.")] = None,
+    questions: Annotated[Path | None, typer.Option("--questions", help="Questions file (YAML, JSON or JSONL).")] = None,
+    votes: Annotated[int, typer.Option("--votes", help="Judge votes per question, balanced swaps.")] = 2,
+    model: Model = None,
+    eval_model: EvalModel = None,
+    eval_temp: EvalTemp = None,
+    exec_model: ExecModel = None,
+    exec_temp: ExecTemp = None,
+    api_base: ApiBase = None,
+    concurrency: Concurrency = None,
+    timeout: Timeout = None,
+    no_cache: NoCache = False,
+    fail_if_worse: Annotated[bool, typer.Option("--fail-if-worse", help="Exit 4 unless B beats A.")] = False,
+    json_out: JsonOut = False,
+) -> None:
+    """Run prompts A and B on the same questions and judge them pairwise, question by question."""
+    flags = _flags(model=model, eval_model=eval_model, eval_temp=eval_temp, exec_model=exec_model,
+                   exec_temp=exec_temp, api_base=api_base, concurrency=concurrency, timeout=timeout,
+                   no_cache=no_cache)
+    guarded(lambda: _compare(a, b, template, questions, votes, flags, fail_if_worse, json_out))
+
+
+def _compare(a: str, b: str, template_ref: str | None, questions_file: Path | None, votes: int,
+             flags: dict[str, Any], fail_if_worse: bool, json_out: bool) -> None:
+    from promptopt.engine.compare import compare_prompts
+    from promptopt.errors import ConfigError
+    from promptopt.llm import preflight
+    from promptopt.questions import load_questions, resolve_prompt
+    from promptopt.render import compare_table
+
+    if votes < 1:
+        raise ConfigError("--votes must be at least 1")
+    prompt_a, tmpl_a = resolve_prompt(a)
+    prompt_b, tmpl_b = resolve_prompt(b)
+    template = None
+    if template_ref:
+        from promptopt.template import load_template
+
+        template, _ = load_template(template_ref)
+    template = template or tmpl_a or tmpl_b
+    if questions_file is not None:
+        qs, golden = load_questions(questions_file)
+    elif template is not None:
+        qs, golden = [q.question for q in template.qa], template.golden
+    else:
+        raise ConfigError("compare needs questions: pass --template or --questions")
+    config = _build_config(flags)
+    preflight(config)
+    client = _client(config)
+    requirements = template.requirements if template else ""
+    metric = template.metric if template else None
+    result = run_async(lambda: compare_prompts(client, prompt_a, prompt_b, qs, golden, requirements, votes, metric))
+    total = client.usage
+    result.calls = total.calls
+    result.cost_usd = total.cost_usd
+    result.unpriced = any(u.unpriced for u in total.roles.values())
+    if json_out:
+        print(json.dumps(_compare_json(result), ensure_ascii=False, indent=2))
+    else:
+        _out().print(compare_table(result))
+    if fail_if_worse and not result.b_better:
+        raise typer.Exit(ExitCode.WORSE)
+
+
+def _compare_json(result: Any) -> dict[str, Any]:
+    return {
+        "b_better": result.b_better, "b_wins": result.b_wins, "a_wins": result.a_wins, "ties": result.ties,
+        "win_rate": result.win_rate, "metric": result.metric, "a_accuracy": result.a_accuracy,
+        "b_accuracy": result.b_accuracy, "calls": result.calls, "cost_usd": result.cost_usd,
+        "questions": [
+            {"question": q.question, "verdict": q.verdict, "votes": q.marks, "answer_a": q.answer_a.answer,
+             "answer_b": q.answer_b.answer, "a_correct": q.a_correct, "b_correct": q.b_correct}
+            for q in result.questions
+        ],
+    }
+
+
+# --- init -----------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    name: Annotated[str | None, typer.Argument(help="File to write (NAME.yaml).")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Start from this template (file or bundled name).")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the bundled templates.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a template file to start from."""
+    guarded(lambda: _init(name, from_, list_, force))
+
+
+SKELETON = """\
+# promptopt template (SPO format). Run: promptopt optimize --template {file}
+prompt: |
+  Answer the question.
+requirements: |
+  Describe what a good answer looks like: content, format, length.
+count: None   # optional word limit for the optimized prompt
+qa:
+  - question: |
+      An example question your prompt will face.
+    answer: |
+      A reference answer (optional: leave empty when there is none).
+"""
+
+
+def _init(name: str | None, from_: str | None, list_: bool, force: bool) -> None:
+    from promptopt.errors import ConfigError
+    from promptopt.template import bundled_templates, load_template
+
+    if list_:
+        out = _out()
+        for stem, path in bundled_templates().items():
+            template, _ = load_template(path)
+            first = " ".join(template.requirements.split())[:70]
+            out.print(f"[bold]{stem:<12}[/bold] {len(template.qa)} questions  {first}")
+        return
+    if name is None:
+        name = Path(from_).stem if from_ else "template"
+    target = Path(name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    if target.exists() and not force:
+        raise ConfigError(f"{target} exists; pass --force to overwrite")
+    if from_:
+        _, source = load_template(from_)
+        text = source.read_text(encoding="utf-8")
+    else:
+        text = SKELETON.format(file=target)
+    from promptopt.workspace import atomic_write
+
+    try:
+        atomic_write(target, text)
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    print(f"wrote {target}; next: promptopt optimize --template {target}")
+
+
+# --- cache ----------------------------------------------------------------------------------
+
+
+def _cache() -> Any:
+    from promptopt.cache import ResponseCache
+    from promptopt.config import resolve_config
+
+    return ResponseCache(resolve_config({}).cache_dir)
+
+
+@cache_app.command("stats")
+def cache_stats(json_out: JsonOut = False) -> None:
+    """Entries, size and what the cache has saved."""
+
+    def go() -> None:
+        stats = _cache().stats()
+        if json_out:
+            print(json.dumps(vars(stats), indent=2))
+            return
+        _out().print(f"{stats.path}\n{stats.entries} responses, {stats.bytes / 1e6:.1f} MB, "
+                     f"${stats.saved_usd:.4f} of calls replayable for free")
+        for model, n in sorted(stats.models.items()):
+            _out().print(f"  {model}: {n}")
+
+    guarded(go)
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Delete every cached response."""
+    guarded(lambda: print(f"removed {_cache().clear()} cached responses"))
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"promptopt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """Optimize LLM prompts without labels."""
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - outside the engine
+        sys.exit(ExitCode.SIGINT)

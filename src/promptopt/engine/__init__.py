@@ -1,0 +1,1 @@
+"""The optimization engine: never prints, reports progress through an Events object."""

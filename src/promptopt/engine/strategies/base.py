@@ -1,0 +1,179 @@
+"""The strategy base class, its shared steps, and the name registry."""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from promptopt.config import RunConfig
+from promptopt.engine.execute import execute
+from promptopt.engine.judge import Verdict, judge
+from promptopt.engine.parse import extract_tag, parse_prompt
+from promptopt.errors import ConfigError, LLMError
+from promptopt.events import Events
+from promptopt.llm import LLM
+from promptopt.template import Template
+from promptopt.workspace import AnswerRecord, RoundRecord
+
+
+@dataclass
+class RunContext:
+    """What a strategy may use: passed in, never global."""
+
+    template: Template
+    config: RunConfig
+    llm: LLM
+    events: Events = field(default_factory=Events)
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+
+    @property
+    def questions(self) -> list[str]:
+        return [q.question for q in self.template.qa]
+
+
+@dataclass
+class Proposal:
+    prompt: str | None
+    analysis: str | None = None
+    modification: str | None = None
+    error: str | None = None
+    attempts: int = 0
+
+
+@dataclass
+class CallEstimate:
+    """Calls per role for one round of a strategy (used by --dry-run and the docs)."""
+
+    optimizer: int = 0
+    executor: int = 0
+    evaluator: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"optimizer": self.optimizer, "executor": self.executor, "evaluator": self.evaluator}
+
+
+def format_qa_block(questions: list[str], answers: list[AnswerRecord], golden: list[str | None]) -> str:
+    parts = []
+    for i, question in enumerate(questions):
+        item = answers[i] if i < len(answers) else AnswerRecord(question=question, error="missing")
+        answer = "(no answer: the model call failed)" if item.error is not None else item.answer.strip()
+        lines = [f"### Question {i + 1}", question.strip(), f"Answer: {answer or '(empty answer)'}"]
+        if golden[i]:
+            lines.append(f"Reference answer: {golden[i]}")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+class Strategy(ABC):
+    """One optimization strategy.
+
+    Contract: `first_round()` returns the complete record of round 1; `step(n, history)`
+    returns the complete record of round n given every committed round before it (and must
+    be resumable from that history alone: any state it needs goes in `RoundRecord.state`).
+    Records are returned, never written: the loop commits them. Raise LLMError only for
+    system-wide faults; a failed proposal or answer is recorded in the round.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    # --- what each strategy defines -------------------------------------------------------
+    @abstractmethod
+    async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord: ...
+
+    @classmethod
+    def calls_per_round(cls, questions: int, votes: int, options: dict[str, Any]) -> CallEstimate:
+        """Model calls of one round after the first (the --dry-run formula)."""
+        return CallEstimate(optimizer=1, executor=questions, evaluator=votes)
+
+    @classmethod
+    def first_round_calls(cls, questions: int, options: dict[str, Any]) -> CallEstimate:
+        return CallEstimate(executor=questions)
+
+    def should_stop(self, history: list[RoundRecord]) -> str | None:
+        """A reason to stop before --max-rounds (e.g. converged), or None."""
+        return None
+
+    # --- shared behaviour -----------------------------------------------------------------
+    def initial_prompt(self) -> str:
+        return self.ctx.template.prompt
+
+    async def first_round(self) -> RoundRecord:
+        prompt = self.initial_prompt()
+        self.ctx.events.phase(1, "execute")
+        answers = await execute(self.ctx.llm, prompt, self.ctx.questions)
+        return RoundRecord(round=1, prompt=prompt, answers=answers, succeed=True, verdict="initial")
+
+    def best(self, history: list[RoundRecord]) -> RoundRecord:
+        """SPO's greedy chain: the newest round that won (round 1 always counts)."""
+        for record in reversed(history):
+            if record.succeed or record.round == 1:
+                return record
+        return history[0]
+
+    async def answers_for(self, record: RoundRecord) -> list[AnswerRecord]:
+        """The record's answers when they are for today's questions; else run its prompt again."""
+        if [a.question.strip() for a in record.answers] == [q.strip() for q in self.ctx.questions] and all(
+            a.error is None for a in record.answers
+        ):
+            return record.answers
+        return await execute(self.ctx.llm, record.prompt, self.ctx.questions)
+
+    async def propose(
+        self, messages: list[dict[str, str]], number: int, unchanged: str | None = None, slot: int = 0
+    ) -> Proposal:
+        """Ask the optimizer for a <prompt>; retry (bounded) on a missing, empty or unchanged one.
+
+        The cache sample is keyed by round, slot and attempt: a round that repeats an earlier
+        round's request still gets a fresh candidate, and a resumed round gets the same one.
+        """
+        attempts = self.ctx.config.optimizer_attempts
+        last_error = "no reply"
+        analysis = modification = None
+        for attempt in range(attempts):
+            try:
+                sample = number * 1000 + slot * 10 + attempt
+                reply = await self.ctx.llm.complete("optimizer", messages, sample=sample)
+            except LLMError as exc:
+                if not exc.retryable:
+                    raise
+                last_error = str(exc)
+                continue
+            analysis = extract_tag(reply.text, "analyse") or extract_tag(reply.text, "analysis")
+            modification = extract_tag(reply.text, "modification")
+            prompt = parse_prompt(reply.text)
+            if prompt is None:
+                last_error = "reply had no usable <prompt>"
+                continue
+            if unchanged is not None and prompt.strip() == unchanged.strip():
+                last_error = "reply repeated the current prompt unchanged"
+                continue
+            return Proposal(prompt, analysis, modification, attempts=attempt + 1)
+        return Proposal(None, analysis, modification, error=f"optimizer: {last_error} ({attempts} attempts)",
+                        attempts=attempts)
+
+    async def compare(self, base: list[AnswerRecord], candidate: list[AnswerRecord]) -> Verdict:
+        t = self.ctx.template
+        return await judge(self.ctx.llm, t.requirements, self.ctx.questions, t.golden, base, candidate,
+                           self.ctx.config.votes)
+
+
+STRATEGIES: dict[str, type[Strategy]] = {}
+
+
+def register(cls: type[Strategy]) -> type[Strategy]:
+    STRATEGIES[cls.name] = cls
+    return cls
+
+
+def get_strategy(name: str) -> type[Strategy]:
+    from promptopt.engine import strategies  # noqa: F401 - fills the registry
+
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ConfigError(f"--strategy {name}: unknown (choose from {', '.join(sorted(STRATEGIES))})") from None

@@ -1,0 +1,57 @@
+"""SPO (arXiv 2502.06855): optimize from the best round, execute, judge pairwise."""
+
+from __future__ import annotations
+
+from promptopt import prompts
+from promptopt.engine.execute import execute
+from promptopt.engine.strategies.base import Strategy, format_qa_block, register
+from promptopt.workspace import RoundRecord
+
+
+def count_rule(count: int | None) -> str:
+    if count is None:
+        return "4. There is no word limit on the prompt, but every sentence must earn its place."
+    return f"4. The revised prompt must be at most {count} words long."
+
+
+@register
+class SPO(Strategy):
+    name = "spo"
+
+    def optimizer_messages(self, base: RoundRecord) -> list[dict[str, str]]:
+        t = self.ctx.template
+        content = prompts.render(
+            "optimizer",
+            requirements=t.requirements.strip() or "(none given)",
+            prompt=base.prompt.strip(),
+            answers=format_qa_block(self.ctx.questions, base.answers, t.golden),
+            count_rule=count_rule(t.count),
+        )
+        return [{"role": "user", "content": content}]
+
+    async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord:
+        events = self.ctx.events
+        base = self.best(history)
+        base_answers = await self.answers_for(base)
+        if base_answers is not base.answers:
+            base = base.model_copy(update={"answers": base_answers})
+        events.phase(number, "optimize")
+        proposal = await self.propose(self.optimizer_messages(base), number, unchanged=base.prompt)
+        record = RoundRecord(
+            round=number, base_round=base.round, analysis=proposal.analysis, modification=proposal.modification
+        )
+        if proposal.prompt is None:
+            return record.model_copy(update={"verdict": "failed", "error": proposal.error})
+        record.prompt = proposal.prompt
+        events.phase(number, "execute")
+        record.answers = await execute(self.ctx.llm, proposal.prompt, self.ctx.questions)
+        if all(a.error is not None for a in record.answers):
+            record.verdict = "failed"
+            record.error = "every execution of the candidate failed"
+            return record
+        events.phase(number, "judge")
+        verdict = await self.compare(base_answers, record.answers)
+        record.votes = verdict.votes
+        record.succeed = verdict.candidate_wins
+        record.verdict = "win" if record.succeed else "lose"
+        return record

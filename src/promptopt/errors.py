@@ -1,0 +1,82 @@
+"""One exception hierarchy; the CLI renders each as one line and an exit code."""
+
+from __future__ import annotations
+
+
+class ExitCode:
+    """Process exit codes (documented in docs/reliability.md)."""
+
+    OK = 0
+    FAILURE = 1  # a model or provider fault that stopped the run
+    USAGE = 2  # bad flags, template, config or workspace input
+    BUDGET = 3  # --budget-usd / --max-calls reached; state saved
+    WORSE = 4  # compare --fail-if-worse: B did not beat A
+    LOCKED = 5  # another optimize holds the workspace lock
+    SIGINT = 130
+    SIGTERM = 143
+
+
+class PromptoptError(Exception):
+    """Base of every error we expect; its message is written for users."""
+
+    exit_code = ExitCode.FAILURE
+
+
+class TemplateError(PromptoptError):
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(PromptoptError):
+    exit_code = ExitCode.USAGE
+
+
+class WorkspaceError(PromptoptError):
+    exit_code = ExitCode.USAGE
+
+
+class WorkspaceLocked(WorkspaceError):
+    exit_code = ExitCode.LOCKED
+
+
+class BudgetExceeded(PromptoptError):
+    exit_code = ExitCode.BUDGET
+
+
+class Interrupted(PromptoptError):
+    """The run was stopped by SIGINT/SIGTERM after saving what was complete."""
+
+    def __init__(self, message: str, signum: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class LLMError(PromptoptError):
+    """A model call failed for good (after retries where retrying made sense)."""
+
+    retryable = False
+
+
+class LLMAuthError(LLMError):
+    pass
+
+
+class LLMBadRequest(LLMError):
+    pass
+
+
+class LLMNotFound(LLMError):
+    pass
+
+
+class LLMContextWindow(LLMError):
+    pass
+
+
+class LLMRateLimited(LLMError):
+    retryable = True
+
+
+class LLMTransient(LLMError):
+    """Timeouts, connection errors, 5xx, garbled bodies: worth another attempt."""
+
+    retryable = True

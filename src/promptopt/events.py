@@ -1,0 +1,51 @@
+"""Progress reporting from the engine to whoever draws it (the CLI, a web UI, a test)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from promptopt.engine.loop import RunPlan, RunResult
+    from promptopt.llm import Completion
+    from promptopt.workspace import RoundRecord
+
+
+class Events:
+    """No-op base: subclass and override what you draw. The engine never prints."""
+
+    def run_started(self, plan: RunPlan) -> None:
+        """Before the first round: what will run (rounds, resume point, models)."""
+
+    def phase(self, round_number: int, phase: str) -> None:
+        """A round entered a phase: 'optimize', 'execute', 'judge'."""
+
+    def call_done(self, completion: Completion) -> None:
+        """A model call returned (from the provider or the cache)."""
+
+    def round_done(self, record: RoundRecord) -> None:
+        """A round was committed to results.json."""
+
+    def run_done(self, result: RunResult) -> None:
+        """The run ended (completed, budget, interrupted)."""
+
+
+class RecordingEvents(Events):
+    """Keeps every event in order; handy in tests and scripts."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, object]] = []
+
+    def run_started(self, plan: RunPlan) -> None:
+        self.log.append(("run_started", plan))
+
+    def phase(self, round_number: int, phase: str) -> None:
+        self.log.append(("phase", (round_number, phase)))
+
+    def call_done(self, completion: Completion) -> None:
+        self.log.append(("call_done", completion))
+
+    def round_done(self, record: RoundRecord) -> None:
+        self.log.append(("round_done", record))
+
+    def run_done(self, result: RunResult) -> None:
+        self.log.append(("run_done", result))

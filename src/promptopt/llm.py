@@ -1,0 +1,419 @@
+"""The litellm boundary: one client, retries, usage and cost, provider errors mapped once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from promptopt.cache import ResponseCache, cache_key
+from promptopt.config import RoleConfig, RunConfig
+from promptopt.errors import (
+    BudgetExceeded,
+    LLMAuthError,
+    LLMBadRequest,
+    LLMContextWindow,
+    LLMError,
+    LLMNotFound,
+    LLMRateLimited,
+    LLMTransient,
+)
+from promptopt.workspace import RoleUsage
+
+Messages = list[dict[str, Any]]
+
+
+@dataclass
+class Completion:
+    """One model reply with what it cost."""
+
+    text: str
+    role: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    priced: bool = True
+    cached: bool = False
+    seconds: float = 0.0
+
+
+class LLM(Protocol):
+    """What the engine needs from a model client.
+
+    `complete` sends `messages` to the model configured for `role` and returns its reply.
+    `sample` distinguishes deliberate repeats of the same request (judge votes, optimizer
+    retries): equal (role, messages, sample) may be answered from the cache. Raises an
+    `LLMError` subclass when the call failed for good, `BudgetExceeded` before a call that
+    would pass a budget. `usage` holds running totals per role.
+    """
+
+    usage: Ledger
+
+    async def complete(self, role: str, messages: Messages, *, sample: int = 0) -> Completion: ...
+
+
+@dataclass
+class Ledger:
+    """Running usage per role; the engine diffs snapshots to get per-round figures."""
+
+    roles: dict[str, RoleUsage] = field(default_factory=dict)
+
+    def record(self, c: Completion) -> None:
+        u = self.roles.setdefault(c.role, RoleUsage())
+        if c.cached:
+            u.cached += 1
+        else:
+            u.calls += 1
+            u.cost_usd += c.cost_usd
+        u.unpriced = u.unpriced or not c.priced
+        u.prompt_tokens += c.prompt_tokens
+        u.completion_tokens += c.completion_tokens
+        u.seconds += c.seconds
+
+    def record_failure(self, role: str) -> None:
+        self.roles.setdefault(role, RoleUsage()).failed += 1
+
+    def snapshot(self) -> dict[str, RoleUsage]:
+        return {k: v.model_copy() for k, v in self.roles.items()}
+
+    def since(self, before: dict[str, RoleUsage]) -> dict[str, RoleUsage]:
+        out = {}
+        for role, now in self.roles.items():
+            old = before.get(role, RoleUsage())
+            out[role] = RoleUsage(
+                calls=now.calls - old.calls,
+                cached=now.cached - old.cached,
+                failed=now.failed - old.failed,
+                prompt_tokens=now.prompt_tokens - old.prompt_tokens,
+                completion_tokens=now.completion_tokens - old.completion_tokens,
+                cost_usd=round(now.cost_usd - old.cost_usd, 10),
+                unpriced=now.unpriced,
+                seconds=round(now.seconds - old.seconds, 4),
+            )
+        return {k: v for k, v in out.items() if v.calls or v.cached or v.failed}
+
+    @property
+    def calls(self) -> int:
+        return sum(u.calls for u in self.roles.values())
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(u.cost_usd for u in self.roles.values())
+
+
+class Budget:
+    """Stops a run before it passes --max-calls or --budget-usd."""
+
+    def __init__(self, max_calls: int | None = None, max_usd: float | None = None) -> None:
+        self.max_calls = max_calls
+        self.max_usd = max_usd
+        self.started = 0
+        self.spent = 0.0
+        self.reserved = 0.0
+
+    def reserve(self, estimate_usd: float) -> None:
+        if self.max_calls is not None and self.started + 1 > self.max_calls:
+            raise BudgetExceeded(f"--max-calls {self.max_calls} reached")
+        if self.max_usd is not None and self.spent + self.reserved + estimate_usd > self.max_usd:
+            raise BudgetExceeded(
+                f"--budget-usd {self.max_usd:g} reached (spent ${self.spent:.4f}, next call ~${estimate_usd:.4f})"
+            )
+        self.started += 1
+        self.reserved += estimate_usd
+
+    def settle(self, estimate_usd: float, actual_usd: float) -> None:
+        self.reserved = max(0.0, self.reserved - estimate_usd)
+        self.spent += actual_usd
+
+
+_KEYISH = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+|key-[A-Za-z0-9]{16,})")
+
+
+def redact(text: str) -> str:
+    """Remove anything that looks like a credential, and the values of *_KEY/_TOKEN variables."""
+    for name, value in os.environ.items():
+        if value and len(value) >= 8 and re.search(r"(KEY|TOKEN|SECRET|PASSWORD)", name):
+            text = text.replace(value, "[redacted]")
+    return _KEYISH.sub("[redacted]", text)
+
+
+def _import_litellm() -> Any:
+    # Never fetch the price map from the network; use the copy shipped with litellm.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    litellm.drop_params = True
+    import logging
+
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    return litellm
+
+
+def map_exception(exc: BaseException, role: str, model: str) -> LLMError:
+    """Translate a litellm/provider exception into our hierarchy, with a one-line message."""
+    import litellm
+
+    raw = " ".join(str(exc).split())
+    if len(raw) > 300:
+        raw = raw[:300] + "…"
+    msg = redact(f"{role} model {model}: {raw}")
+    checks: list[tuple[Any, type[LLMError]]] = [
+        (litellm.ContextWindowExceededError, LLMContextWindow),
+        (litellm.AuthenticationError, LLMAuthError),
+        (litellm.PermissionDeniedError, LLMAuthError),
+        (litellm.NotFoundError, LLMNotFound),
+        (litellm.RateLimitError, LLMRateLimited),
+        (litellm.Timeout, LLMTransient),
+        (litellm.APIConnectionError, LLMTransient),
+        (litellm.InternalServerError, LLMTransient),
+        (litellm.ServiceUnavailableError, LLMTransient),
+        (litellm.BadGatewayError, LLMTransient),
+        (litellm.BadRequestError, LLMBadRequest),
+        (litellm.UnprocessableEntityError, LLMBadRequest),
+        (litellm.UnsupportedParamsError, LLMBadRequest),
+    ]
+    for cls, ours in checks:
+        if isinstance(exc, cls):
+            if ours is LLMBadRequest and "does not exist" in raw.lower() and "model" in raw.lower():
+                ours = LLMNotFound
+            if ours is LLMBadRequest and "provider" in raw.lower() and "llm provider" in raw.lower():
+                ours = LLMNotFound
+            error = ours(msg)
+            error.retry_after = _retry_after(exc)  # type: ignore[attr-defined]
+            return error
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError)):
+        return LLMTransient(msg)
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and status < 500 and status not in (408, 409, 429):
+        return LLMBadRequest(msg)
+    # Unknown faults (a garbled body litellm could not parse, an APIError without status) are
+    # retried a bounded number of times: a provider hiccup should not end an hour-long run.
+    return LLMTransient(msg)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or getattr(exc, "headers", None)
+    if not headers:
+        return None
+    try:
+        value = headers.get("retry-after") or headers.get("Retry-After")
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def estimate_tokens(text: str) -> int:
+    """A dependency-free token estimate (~4 characters per token)."""
+    return max(1, (len(text) + 3) // 4)
+
+
+def messages_tokens(messages: Messages) -> int:
+    return sum(estimate_tokens(str(m.get("content", ""))) + 4 for m in messages)
+
+
+class LiteLLMClient:
+    """Calls models through litellm.acompletion, bounded by one semaphore, with a cache."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        cache: ResponseCache | None = None,
+        budget: Budget | None = None,
+        on_call: Callable[[Completion], None] | None = None,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self.cache = cache
+        self.budget = budget or Budget(config.max_calls, config.budget_usd)
+        self.usage = Ledger()
+        self.on_call = on_call
+        self._sleep = sleep
+        self._semaphore: asyncio.Semaphore | None = None
+        self._litellm: Any = None
+        self._avg_completion: dict[str, float] = {}
+        self._rng = random.Random(config.seed)
+
+    def _lib(self) -> Any:
+        if self._litellm is None:
+            self._litellm = _import_litellm()
+        return self._litellm
+
+    def _kwargs(self, role: RoleConfig) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"temperature": role.temperature, **role.extra}
+        if role.api_base:
+            kwargs["api_base"] = role.api_base
+            # Local servers (llama.cpp, vLLM, Ollama's OpenAI API) need no key, but the OpenAI SDK
+            # insists on one: hand it a placeholder only when the environment has none.
+            if not _provider_key_present(self._lib(), role.model):
+                kwargs["api_key"] = "no-key-needed"
+        return kwargs
+
+    def estimate_cost(self, role_name: str, messages: Messages) -> float:
+        role = self.config.role(role_name)
+        prompt = messages_tokens(messages)
+        completion = int(self._avg_completion.get(role_name, 400))
+        return token_cost(self._lib(), role.model, prompt, completion)[0]
+
+    async def complete(self, role: str, messages: Messages, *, sample: int = 0) -> Completion:
+        cfg = self.config.role(role)
+        kwargs = self._kwargs(cfg)
+        key = cache_key(cfg.model, messages, kwargs, sample)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None and isinstance(hit.get("text"), str):
+                done = Completion(
+                    text=hit["text"], role=role, model=cfg.model,
+                    prompt_tokens=int(hit.get("prompt_tokens", 0)),
+                    completion_tokens=int(hit.get("completion_tokens", 0)),
+                    cost_usd=0.0, priced=bool(hit.get("priced", True)), cached=True,
+                )
+                self._record(done)
+                return done
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.config.concurrency)
+        estimate = self.estimate_cost(role, messages) if self.budget.max_usd is not None else 0.0
+        self.budget.reserve(estimate)
+        actual = 0.0
+        try:
+            async with self._semaphore:
+                done = await self._call_with_retries(role, cfg, messages, kwargs)
+            actual = done.cost_usd
+        except BaseException:
+            self.usage.record_failure(role)
+            raise
+        finally:
+            self.budget.settle(estimate, actual)
+        if self.cache is not None:
+            self.cache.put(key, cfg.model, role, {
+                "text": done.text, "prompt_tokens": done.prompt_tokens,
+                "completion_tokens": done.completion_tokens, "cost_usd": done.cost_usd, "priced": done.priced,
+            })
+        n = self.usage.roles.get(role, RoleUsage()).calls + 1
+        avg = self._avg_completion.get(role, float(done.completion_tokens))
+        self._avg_completion[role] = avg + (done.completion_tokens - avg) / n
+        self._record(done)
+        return done
+
+    def _record(self, done: Completion) -> None:
+        self.usage.record(done)
+        if self.on_call is not None:
+            self.on_call(done)
+
+    async def _call_with_retries(
+        self, role: str, cfg: RoleConfig, messages: Messages, kwargs: dict[str, Any]
+    ) -> Completion:
+        litellm = self._lib()
+        attempts = self.config.max_attempts
+        for attempt in range(1, attempts + 1):
+            start = time.perf_counter()
+            try:
+                response = await asyncio.wait_for(
+                    litellm.acompletion(
+                        model=cfg.model, messages=messages, timeout=self.config.timeout,
+                        num_retries=0, max_retries=0, **kwargs,
+                    ),
+                    timeout=self.config.timeout + 5,
+                )
+                text = _content(response)
+            except asyncio.CancelledError:
+                raise
+            except LLMError as exc:
+                error: LLMError = exc
+            except Exception as exc:  # noqa: BLE001 - every provider fault is mapped here, once
+                error = map_exception(exc, role, cfg.model)
+            else:
+                seconds = time.perf_counter() - start
+                prompt_tokens, completion_tokens = _usage(response, messages, text)
+                cost, priced = response_cost(litellm, response, cfg.model, prompt_tokens, completion_tokens)
+                return Completion(text, role, cfg.model, prompt_tokens, completion_tokens, cost, priced,
+                                  False, seconds)
+            if not error.retryable or attempt == attempts:
+                if error.retryable:
+                    raise type(error)(f"{error} (gave up after {attempts} attempts)")
+                raise error
+            await self._sleep(self._backoff(attempt, getattr(error, "retry_after", None)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        base = self.config.retry_base
+        delay = min(30.0, base * 2 ** (attempt - 1)) * (0.5 + self._rng.random())
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, 120.0))
+        return delay
+
+
+def _content(response: Any) -> str:
+    try:
+        choice = response.choices[0]
+        content = choice.message.content
+    except (AttributeError, IndexError, KeyError, TypeError):
+        raise LLMTransient("reply has no choices (garbled response body)") from None
+    return content if isinstance(content, str) else ""
+
+
+def _usage(response: Any, messages: Messages, text: str) -> tuple[int, int]:
+    usage = getattr(response, "usage", None)
+    prompt = getattr(usage, "prompt_tokens", None) if usage is not None else None
+    completion = getattr(usage, "completion_tokens", None) if usage is not None else None
+    return (
+        int(prompt) if prompt is not None else messages_tokens(messages),
+        int(completion) if completion is not None else estimate_tokens(text),
+    )
+
+
+def token_cost(litellm: Any, model: str, prompt_tokens: int, completion_tokens: int) -> tuple[float, bool]:
+    """(cost, priced): litellm's price table, or 0 with priced=False for unknown models."""
+    try:
+        p, c = litellm.cost_per_token(model=model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        return float(p) + float(c), True
+    except Exception:  # noqa: BLE001 - unknown model: no price
+        return 0.0, False
+
+
+def response_cost(litellm: Any, response: Any, model: str, prompt: int, completion: int) -> tuple[float, bool]:
+    try:
+        return float(litellm.completion_cost(completion_response=response)), True
+    except Exception:  # noqa: BLE001 - fall back to the model name, then to "no price"
+        return token_cost(litellm, model, prompt, completion)
+
+
+def _provider_key_present(litellm: Any, model: str) -> bool:
+    try:
+        return bool(litellm.validate_environment(model=model).get("keys_in_environment"))
+    except Exception:  # noqa: BLE001
+        return True
+
+
+def preflight(config: RunConfig) -> None:
+    """Free checks before spending: keys present for the providers named (no model call)."""
+    from promptopt.errors import ConfigError
+
+    litellm = _import_litellm()
+    seen: set[tuple[str, str | None]] = set()
+    for name in ("optimizer", "evaluator", "executor"):
+        role = config.role(name)
+        if (role.model, role.api_base) in seen:
+            continue
+        seen.add((role.model, role.api_base))
+        if role.api_base:
+            continue
+        try:
+            env = litellm.validate_environment(model=role.model)
+        except Exception:  # noqa: BLE001 - unknown provider shapes are checked by the first call
+            continue
+        missing = env.get("missing_keys") or []
+        if missing and not env.get("keys_in_environment"):
+            raise ConfigError(
+                f"{name} model {role.model}: set {', '.join(missing)} in the environment"
+                " (or pass --api-base for a local server)"
+            )

@@ -1,0 +1,82 @@
+"""Live progress on stderr: the CLI's Events implementation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.status import Status
+from rich.text import Text
+
+from promptopt.events import Events
+from promptopt.render import money, round_line
+
+
+class CliEvents(Events):
+    """A one-line live status (round, phase, calls, cost) and one printed line per round."""
+
+    def __init__(self, console: Console, quiet: bool = False, last_round: int | None = None) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.last_round = last_round
+        self.client: Any = None
+        self.round = 0
+        self.phase_name = "starting"
+        self.calls = 0
+        self.cached = 0
+        self.cost = 0.0
+        self._status: Status | None = None
+
+    def __enter__(self) -> CliEvents:
+        if not self.quiet and self.console.is_terminal:
+            self._status = Status(self._text(), console=self.console, spinner="dots")
+            self._status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def _text(self) -> Text:
+        of = f"/{self.last_round}" if self.last_round else ""
+        return Text(f"round {self.round}{of} · {self.phase_name} · {self.calls} calls"
+                    f"{f' (+{self.cached} cached)' if self.cached else ''} · {money(self.cost)} so far")
+
+    def _refresh(self) -> None:
+        if self._status is not None:
+            self._status.update(self._text())
+
+    def run_started(self, plan: Any) -> None:
+        self.last_round = plan.last_round
+        if self.quiet:
+            return
+        if plan.archived:
+            self.console.print(f"[dim]kept a copy of the previous results in {plan.archived}[/dim]")
+        if plan.first_round > plan.last_round:
+            self.console.print(f"{plan.name}: nothing to do, rounds up to {plan.last_round} are complete "
+                               f"(raise --max-rounds to continue)")
+        elif plan.resumed:
+            self.console.print(f"{plan.name}: resuming at round {plan.first_round} of {plan.last_round}")
+        else:
+            models = plan.models
+            same = len(set(models.values())) == 1
+            who = models["executor"] if same else ", ".join(f"{k} {v}" for k, v in models.items())
+            self.console.print(f"{plan.name}: {plan.strategy} on {plan.questions} questions, "
+                               f"{plan.last_round} rounds, {who}")
+
+    def phase(self, round_number: int, phase: str) -> None:
+        self.round, self.phase_name = round_number, phase
+        self._refresh()
+
+    def call_done(self, completion: Any) -> None:
+        if completion.cached:
+            self.cached += 1
+        else:
+            self.calls += 1
+            self.cost += completion.cost_usd
+        self._refresh()
+
+    def round_done(self, record: Any) -> None:
+        if not self.quiet:
+            self.console.print(round_line(record, self.last_round))

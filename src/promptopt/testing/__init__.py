@@ -1,0 +1,1 @@
+"""Test helpers for promptopt: a local OpenAI-compatible stub server."""

@@ -1,0 +1,286 @@
+"""The workspace on disk: SPO's layout, atomic writes, a lock, and tolerant reading."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from promptopt.errors import WorkspaceError, WorkspaceLocked
+
+try:  # POSIX: the kernel releases the lock when the holder dies, even on kill -9.
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+Verdict = Literal["initial", "win", "lose", "failed", "accepted", "rejected"]
+
+
+class AnswerRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    question: str = ""
+    answer: str = ""
+    error: str | None = None
+
+
+class VoteRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    winner: Literal["candidate", "base", "abstain"]
+    swapped: bool = False
+    choice: str | None = None
+    analysis: str = ""
+    error: str | None = None
+
+    @property
+    def mark(self) -> str:
+        return {"candidate": "✓", "base": "✗", "abstain": "·"}[self.winner]
+
+
+class RoleUsage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    calls: int = 0
+    cached: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: bool = False
+    seconds: float = 0.0
+
+    def add(self, other: RoleUsage) -> RoleUsage:
+        return RoleUsage(
+            calls=self.calls + other.calls,
+            cached=self.cached + other.cached,
+            failed=self.failed + other.failed,
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            cost_usd=self.cost_usd + other.cost_usd,
+            unpriced=self.unpriced or other.unpriced,
+            seconds=self.seconds + other.seconds,
+        )
+
+
+class RoundRecord(BaseModel):
+    """One entry of prompts/results.json: SPO's keys first, then ours (all optional)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    round: int
+    answers: list[AnswerRecord] = Field(default_factory=list)
+    prompt: str = ""
+    succeed: bool = False
+    tokens: int = 0
+    time: str = ""
+    base_round: int | None = None
+    verdict: Verdict | None = None
+    votes: list[VoteRecord] = Field(default_factory=list)
+    modification: str | None = None
+    analysis: str | None = None
+    error: str | None = None
+    usage: dict[str, RoleUsage] = Field(default_factory=dict)
+    cost_usd: float = 0.0
+    duration_s: float | None = None
+    models: dict[str, str] = Field(default_factory=dict)
+    strategy: str | None = None
+    score: float | None = None
+    state: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def wins(self) -> int:
+        return sum(v.winner == "candidate" for v in self.votes)
+
+    @property
+    def losses(self) -> int:
+        return sum(v.winner == "base" for v in self.votes)
+
+    @property
+    def vote_marks(self) -> str:
+        return "".join(v.mark for v in self.votes)
+
+    @property
+    def total_usage(self) -> RoleUsage:
+        total = RoleUsage()
+        for usage in self.usage.values():
+            total = total.add(usage)
+        return total
+
+
+def now_string() -> str:
+    return str(dt.datetime.now())
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and os.replace: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def format_answers(answers: list[AnswerRecord]) -> str:
+    """answers.txt in SPO's format."""
+    parts = []
+    for item in answers:
+        answer = item.answer if item.error is None else f"[failed: {item.error}]"
+        parts.append(f"Question:\n{item.question}\nAnswer:\n{answer}\n\n")
+    return "".join(parts)
+
+
+class Workspace:
+    """`<workspace>/<name>/prompts/round_N/{prompt,answers}.txt` plus `prompts/results.json`."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        from promptopt.config import check_plain_name
+
+        try:
+            check_plain_name(name)
+        except ValueError as exc:
+            raise WorkspaceError(f"--name {exc}") from None
+        self.base = Path(root)
+        self.name = name
+        self.root = self.base / name
+        self.prompts = self.root / "prompts"
+        self.results_path = self.prompts / "results.json"
+        self._lock_handle: Any = None
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> Workspace:
+        """`show workspace/Poem` (or a path to its prompts/ folder or results.json)."""
+        p = Path(path)
+        if p.name == "results.json":
+            p = p.parent
+        if p.name == "prompts" and (p / "results.json").exists():
+            p = p.parent
+        return cls(p.parent if str(p.parent) else Path("."), p.name)
+
+    def round_dir(self, number: int) -> Path:
+        return self.prompts / f"round_{number}"
+
+    def exists(self) -> bool:
+        return self.results_path.is_file()
+
+    def load(self) -> list[RoundRecord]:
+        """results.json as records, sorted by round; [] when there is none yet."""
+        if not self.results_path.exists():
+            return []
+        try:
+            raw = self.results_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise WorkspaceError(f"{self.results_path}: cannot read ({exc})") from None
+        if not raw.strip():
+            return []
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise WorkspaceError(
+                f"{self.results_path}: not valid JSON (line {exc.lineno}); fix or move it away"
+            ) from None
+        if not isinstance(data, list):
+            raise WorkspaceError(f"{self.results_path}: expected a list of rounds (is this a promptopt/SPO workspace?)")
+        records: list[RoundRecord] = []
+        for i, entry in enumerate(data):
+            try:
+                records.append(RoundRecord.model_validate(entry))
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                loc = ".".join(str(p) for p in first["loc"])
+                raise WorkspaceError(f"{self.results_path}: [{i}].{loc}: {first['msg']}") from None
+        numbers = [r.round for r in records]
+        if len(numbers) != len(set(numbers)):
+            # SPO can write a round twice; the last entry for a round wins, as in SPO's own reading.
+            unique: dict[int, RoundRecord] = {}
+            for record in records:
+                unique[record.round] = record
+            records = list(unique.values())
+        return sorted(records, key=lambda r: r.round)
+
+    def save_round(self, record: RoundRecord, records: list[RoundRecord]) -> list[RoundRecord]:
+        """Write the round's files, then commit it to results.json (the commit point)."""
+        folder = self.round_dir(record.round)
+        try:
+            atomic_write(folder / "prompt.txt", record.prompt)
+            atomic_write(folder / "answers.txt", format_answers(record.answers))
+            updated = [r for r in records if r.round != record.round] + [record]
+            updated.sort(key=lambda r: r.round)
+            self.write_results(updated)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot write workspace {self.root}: {exc.strerror or exc}") from None
+        return updated
+
+    def write_results(self, records: list[RoundRecord]) -> None:
+        data = [r.model_dump(mode="json", exclude_none=True) for r in records]
+        atomic_write(self.results_path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+    def archive_results(self, tag: str) -> Path | None:
+        """Copy results.json aside before an operation that drops rounds; nothing is lost."""
+        if not self.results_path.exists():
+            return None
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        target = self.prompts / f"results.{tag}-{stamp}.json"
+        atomic_write(target, self.results_path.read_text(encoding="utf-8"))
+        return target
+
+    def read_prompt(self, number: int) -> str | None:
+        path = self.round_dir(number) / "prompt.txt"
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold `<name>/.lock` for the run; a lock left by a dead process is taken over."""
+        try:
+            self.prompts.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkspaceError(f"cannot create workspace {self.root}: {exc.strerror or exc}") from None
+        path = self.root / ".lock"
+        try:
+            handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+        except OSError as exc:
+            raise WorkspaceError(f"cannot write workspace {self.root}: {exc.strerror or exc}") from None
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    raise WorkspaceLocked(
+                        f"workspace {self.root} is in use by {holder}; wait for it or stop it first"
+                    ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {now_string()[:19]}\n")
+            handle.flush()
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                handle.seek(0)
+                handle.truncate()
+            handle.close()

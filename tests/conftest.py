@@ -1,0 +1,104 @@
+"""Shared fixtures: a FakeLLM scripted per role, workspaces on tmp_path, a stub model server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promptopt.llm import Completion, Ledger
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+Reply = str | BaseException | Callable[[list[dict[str, Any]]], str]
+
+
+def default_reply(role: str, messages: list[dict[str, Any]], n: int) -> str:
+    if role == "optimizer":
+        return (f"<analyse>too vague</analyse><modification>be specific {n}</modification>"
+                f"<prompt>Improved prompt number {n}.</prompt>")
+    if role == "evaluator":
+        return "<analyse>ok</analyse><choose>B</choose>"
+    question = messages[-1]["content"].rsplit("\n\n", 1)[-1]
+    return f"answer to {question}"
+
+
+class FakeLLM:
+    """Scripted replies per role (a queue), then defaults; `history` records every request."""
+
+    def __init__(self, script: dict[str, list[Reply]] | None = None, delay: float = 0.0) -> None:
+        self.script = {role: list(replies) for role, replies in (script or {}).items()}
+        self.history: list[tuple[str, list[dict[str, Any]], int]] = []
+        self.usage = Ledger()
+        self.delay = delay
+        self.counts: dict[str, int] = {}
+
+    def calls(self, role: str | None = None) -> int:
+        return sum(1 for r, _, _ in self.history if role is None or r == role)
+
+    async def complete(self, role: str, messages: list[dict[str, Any]], *, sample: int = 0) -> Completion:
+        self.history.append((role, messages, sample))
+        n = self.counts[role] = self.counts.get(role, 0) + 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        queue = self.script.get(role) or []
+        reply: Reply = queue.pop(0) if queue else default_reply(role, messages, n)
+        if isinstance(reply, BaseException):
+            self.usage.record_failure(role)
+            raise reply
+        text = reply(messages) if callable(reply) else reply
+        done = Completion(text=text, role=role, model=f"fake-{role}", prompt_tokens=10, completion_tokens=5,
+                          cost_usd=0.001)
+        self.usage.record(done)
+        return done
+
+
+@pytest.fixture
+def fake_llm() -> Callable[..., FakeLLM]:
+    return FakeLLM
+
+
+POEM = """\
+prompt: |
+  Write a poem.
+requirements: |
+  Vivid imagery.
+count: None
+qa:
+  - question: |
+      A poem about the sea
+    answer: ""
+  - question: A poem about rain
+    answer: None
+  - question: A poem about snow
+"""
+
+
+@pytest.fixture
+def template_file(tmp_path: Path) -> Path:
+    path = tmp_path / "Poem.yaml"
+    path.write_text(POEM, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never read the developer's config or cache, never need a real key."""
+    monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("PROMPTOPT_RETRY_BASE", "0.01")
+    for var in ("PROMPTOPT_MODEL", "PROMPTOPT_OPT_MODEL", "PROMPTOPT_EVAL_MODEL", "PROMPTOPT_EXEC_MODEL",
+                "PROMPTOPT_CONFIG", "PROMPTOPT_WORKSPACE", "PROMPTOPT_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def stub() -> Iterator[Any]:
+    from promptopt.testing.stub_server import StubServer
+
+    with StubServer() as server:
+        yield server
