@@ -151,6 +151,10 @@ def optimize(
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", help="Stop before spending more.")] = None,
     max_calls: Annotated[int | None, typer.Option("--max-calls", help="Stop before more paid calls.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed for strategies [0].")] = None,
+    retrieval: Annotated[str | None, typer.Option("--retrieval", help="GPO: recency | relevance | importance.")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="GPO: past prompts retrieved per step [3].")] = None,
+    edit_budget: Annotated[str | None, typer.Option("--edit-budget", help="GPO: words changed, start:end [50:10].")] = None,
+    candidates: Annotated[int | None, typer.Option("--candidates", help="GPO: candidates per step [2].")] = None,
     no_cache: NoCache = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print projected calls, tokens, cost; call nothing.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or round lines.")] = False,
@@ -162,6 +166,10 @@ def optimize(
                    api_base=api_base, initial_round=initial_round, max_rounds=max_rounds, strategy=strategy,
                    votes=votes, concurrency=concurrency, timeout=timeout, max_attempts=max_attempts,
                    budget_usd=budget_usd, max_calls=max_calls, seed=seed, no_cache=no_cache)
+    options = {k: v for k, v in {"retrieval": retrieval, "top_k": top_k, "edit_budget": edit_budget,
+                                 "candidates": candidates}.items() if v is not None}
+    if options:
+        flags["strategy_options"] = options
     guarded(lambda: _optimize(template, flags, dry_run=dry_run, quiet=quiet, json_out=json_out))
 
 
@@ -180,9 +188,6 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
     ws = Workspace(config.workspace, config.name)
     if dry_run:
         return _dry_run(template, config, ws, json_out)
-    from promptopt.llm import preflight
-
-    preflight(config)
     err = _err()
     events = _cli_events(err, quiet, config)
     client = _client(config, on_call=events.call_done)
@@ -338,7 +343,6 @@ def _compare(a: str, b: str, template_ref: str | None, questions_file: Path | No
              flags: dict[str, Any], fail_if_worse: bool, json_out: bool) -> None:
     from promptopt.engine.compare import compare_prompts
     from promptopt.errors import ConfigError
-    from promptopt.llm import preflight
     from promptopt.questions import load_questions, resolve_prompt
     from promptopt.render import compare_table
 
@@ -359,7 +363,6 @@ def _compare(a: str, b: str, template_ref: str | None, questions_file: Path | No
     else:
         raise ConfigError("compare needs questions: pass --template or --questions")
     config = _build_config(flags)
-    preflight(config)
     client = _client(config)
     requirements = template.requirements if template else ""
     metric = template.metric if template else None

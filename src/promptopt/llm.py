@@ -242,6 +242,7 @@ class LiteLLMClient:
         self._litellm: Any = None
         self._avg_completion: dict[str, float] = {}
         self._rng = random.Random(config.seed)
+        self._checked = False
 
     def _lib(self) -> Any:
         if self._litellm is None:
@@ -249,14 +250,24 @@ class LiteLLMClient:
         return self._litellm
 
     def _kwargs(self, role: RoleConfig) -> dict[str, Any]:
+        """Sampling parameters and api_base: what the cache key may see (litellm is not imported)."""
         kwargs: dict[str, Any] = {"temperature": role.temperature, **role.extra}
         if role.api_base:
             kwargs["api_base"] = role.api_base
+        return kwargs
+
+    def _call_kwargs(self, role: RoleConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if role.api_base and not _provider_key_present(self._lib(), role.model):
             # Local servers (llama.cpp, vLLM, Ollama's OpenAI API) need no key, but the OpenAI SDK
             # insists on one: hand it a placeholder only when the environment has none.
-            if not _provider_key_present(self._lib(), role.model):
-                kwargs["api_key"] = "no-key-needed"
+            return {**kwargs, "api_key": "no-key-needed"}
         return kwargs
+
+    def _before_first_call(self) -> None:
+        """Free checks (keys present) once, just before the first paid call; never for cache hits."""
+        if not self._checked:
+            self._checked = True
+            preflight(self.config)
 
     def estimate_cost(self, role_name: str, messages: Messages) -> float:
         role = self.config.role(role_name)
@@ -279,6 +290,7 @@ class LiteLLMClient:
                 )
                 self._record(done)
                 return done
+        self._before_first_call()
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
         estimate = self.estimate_cost(role, messages) if self.budget.max_usd is not None else 0.0
@@ -313,6 +325,7 @@ class LiteLLMClient:
         self, role: str, cfg: RoleConfig, messages: Messages, kwargs: dict[str, Any]
     ) -> Completion:
         litellm = self._lib()
+        kwargs = self._call_kwargs(cfg, kwargs)
         attempts = self.config.max_attempts
         for attempt in range(1, attempts + 1):
             start = time.perf_counter()

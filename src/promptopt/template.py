@@ -72,6 +72,20 @@ class Template(BaseModel):
             raise ValueError("is empty")
         return v
 
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        from promptopt.engine.metrics import get_metric
+        from promptopt.errors import TemplateError as _TE
+
+        try:
+            get_metric(v)
+        except _TE as exc:
+            raise ValueError(str(exc)) from None
+        return v.strip()
+
     @field_validator("requirements", mode="before")
     @classmethod
     def _requirements(cls, v: Any) -> Any:
