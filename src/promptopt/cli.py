@@ -392,6 +392,38 @@ def _compare_json(result: Any) -> dict[str, Any]:
     }
 
 
+# --- doctor -------------------------------------------------------------------------------
+
+
+@app.command()
+def doctor(
+    model: Model = None,
+    opt_model: OptModel = None,
+    eval_model: EvalModel = None,
+    exec_model: ExecModel = None,
+    api_base: ApiBase = None,
+    timeout: Timeout = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Test each role's model with one tiny request: latency, tokens, price, or a diagnosis."""
+    flags = _flags(model=model, opt_model=opt_model, eval_model=eval_model, exec_model=exec_model,
+                   api_base=api_base, timeout=timeout)
+    guarded(lambda: _doctor(flags, json_out))
+
+
+def _doctor(flags: dict[str, Any], json_out: bool) -> None:
+    from promptopt.doctor import check_models, checks_json, render_checks
+
+    config = _build_config(flags)
+    checks = run_async(lambda: check_models(config))
+    if json_out:
+        print(json.dumps(checks_json(checks), ensure_ascii=False, indent=2))
+    else:
+        _out().print(render_checks(checks))
+    if not all(c.ok for c in checks):
+        raise typer.Exit(ExitCode.FAILURE)
+
+
 # --- init -----------------------------------------------------------------------------------
 
 

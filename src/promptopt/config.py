@@ -33,9 +33,11 @@ class RoleConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _model(cls, v: str) -> str:
+        from promptopt.local import resolve_model_alias
+
         if not v.strip():
             raise ValueError("is empty")
-        return v.strip()
+        return resolve_model_alias(v.strip())
 
     @field_validator("extra")
     @classmethod

@@ -155,6 +155,9 @@ def _import_litellm() -> Any:
 
     for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "httpx"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    from promptopt import local
+
+    local.register(litellm)
     return litellm
 
 
