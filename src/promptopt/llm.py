@@ -204,15 +204,19 @@ def map_exception(exc: BaseException, role: str, model: str) -> LLMError:
 
 
 def _retry_after(exc: BaseException) -> float | None:
+    """Seconds from a Retry-After header, wherever litellm kept the response headers."""
     response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or getattr(exc, "headers", None)
-    if not headers:
-        return None
-    try:
-        value = headers.get("retry-after") or headers.get("Retry-After")
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    for headers in (getattr(exc, "litellm_response_headers", None), getattr(response, "headers", None),
+                    getattr(exc, "headers", None)):
+        if not headers:
+            continue
+        try:
+            value = headers.get("retry-after") or headers.get("Retry-After")
+            if value is not None:
+                return max(0.0, float(value))
+        except (TypeError, ValueError, AttributeError):
+            continue
+    return None
 
 
 def estimate_tokens(text: str) -> int:

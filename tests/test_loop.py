@@ -1,0 +1,234 @@
+"""The SPO loop against a FakeLLM: calls, swaps, the win rule, retries, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from promptopt.config import RunConfig
+from promptopt.engine.loop import run_optimization
+from promptopt.errors import ConfigError, LLMAuthError, LLMTransient
+from promptopt.events import RecordingEvents
+from promptopt.template import parse_template
+from promptopt.workspace import Workspace
+from tests.conftest import POEM, FakeLLM
+
+TEMPLATE = parse_template(POEM, "Poem.yaml")
+WIN = "<analyse>x</analyse><choose>{}</choose>"
+
+
+def run(llm: FakeLLM, tmp_path: Path, **config: object):
+    cfg = RunConfig(**config)  # type: ignore[arg-type]
+    return asyncio.run(run_optimization(TEMPLATE, cfg, llm, Workspace(tmp_path / "ws", "Poem"), RecordingEvents()))
+
+
+def judge_for_candidate(wins: list[bool | None]) -> list[str]:
+    """Judge replies that vote for the candidate (True), the base (False) or abstain (None).
+
+    Votes alternate unswapped (candidate is B) and swapped (candidate is A).
+    """
+    out = []
+    for i, w in enumerate(wins):
+        swapped = i % 2 == 1
+        if w is None:
+            out.append("I think both are fine.")
+        else:
+            cand, base = ("A", "B") if swapped else ("B", "A")
+            out.append(WIN.format(cand if w else base))
+    return out
+
+
+def test_ten_rounds_make_exactly_75_calls(tmp_path: Path) -> None:
+    llm = FakeLLM()
+    result = run(llm, tmp_path, max_rounds=10)
+    assert [r.round for r in result.records] == list(range(1, 11))
+    assert llm.calls() == 3 + 9 * (1 + 3 + 4)
+    assert llm.calls("executor") == 3 + 9 * 3
+    assert result.calls == 75
+
+
+def test_round_one_runs_the_initial_prompt_and_succeeds(tmp_path: Path) -> None:
+    llm = FakeLLM()
+    result = run(llm, tmp_path, max_rounds=1)
+    first = result.records[0]
+    assert first.succeed and first.verdict == "initial"
+    assert first.prompt == TEMPLATE.prompt
+    sent = [m[0]["content"] for role, m, _ in llm.history]
+    assert all(s.startswith("Write a poem.") for s in sent)
+    assert {a.question for a in first.answers} == {q.question for q in TEMPLATE.qa}
+
+
+def test_votes_are_balanced_and_judge_never_sees_prompts(tmp_path: Path) -> None:
+    llm = FakeLLM({"optimizer": ["<prompt>Candidate prompt SECRETWORD.</prompt>"]})
+    run(llm, tmp_path, max_rounds=2, votes=4)
+    judged = [m[0]["content"] for role, m, _ in llm.history if role == "evaluator"]
+    assert len(judged) == 4
+    for text in judged:
+        assert "SECRETWORD" not in text and "Write a poem." not in text
+        assert "round" not in text.lower()
+    samples = [s for role, _, s in llm.history if role == "evaluator"]
+    assert len(set(samples)) == 4
+
+
+def test_swapped_votes_show_the_candidate_first(tmp_path: Path) -> None:
+    def executor(messages: list[dict[str, str]]) -> str:
+        return "CANDIDATE" if messages[0]["content"].startswith("New") else "BASE"
+
+    llm = FakeLLM({"optimizer": ["<prompt>New prompt</prompt>"], "executor": [executor] * 6})
+    run(llm, tmp_path, max_rounds=2, votes=4)
+    judged = [m[0]["content"] for role, m, _ in llm.history if role == "evaluator"]
+    first_is_candidate = ["A: CANDIDATE" in j for j in judged]
+    assert first_is_candidate == [False, True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("votes", "expected"),
+    [
+        ([True, True, True, False], True),
+        ([True, True, False, False], False),  # a tie does not win
+        ([True, None, None, None], False),  # one valid vote of four is too few
+        ([True, True, None, None], True),
+        ([None, None, None, None], False),
+        ([False, False, False, True], False),
+    ],
+)
+def test_win_rule(tmp_path: Path, votes: list[bool | None], expected: bool) -> None:
+    llm = FakeLLM({"evaluator": judge_for_candidate(votes)})
+    result = run(llm, tmp_path, max_rounds=2, votes=4)
+    second = result.records[1]
+    assert second.succeed is expected
+    assert second.verdict == ("win" if expected else "lose")
+    assert second.vote_marks == "".join({True: "✓", False: "✗", None: "·"}[v] for v in votes)
+    assert result.best.round == (2 if expected else 1)
+
+
+def test_best_round_is_the_newest_winner(tmp_path: Path) -> None:
+    lose = judge_for_candidate([False] * 4)
+    win = judge_for_candidate([True] * 4)
+    llm = FakeLLM({"evaluator": win + lose + lose})
+    result = run(llm, tmp_path, max_rounds=4)
+    assert [r.base_round for r in result.records[1:]] == [1, 2, 2]
+    assert result.best.round == 2
+    optimizer_inputs = [m[0]["content"] for role, m, _ in llm.history if role == "optimizer"]
+    assert "Improved prompt number 1." in optimizer_inputs[1]  # round 3 starts from round 2's prompt
+
+
+def test_missing_prompt_is_retried_then_used(tmp_path: Path) -> None:
+    llm = FakeLLM({"optimizer": ["no tags at all", "<prompt>   </prompt>", "<PROMPT>Fixed prompt</PROMPT>"]})
+    result = run(llm, tmp_path, max_rounds=2)
+    assert result.records[1].prompt == "Fixed prompt"
+    assert llm.calls("optimizer") == 3
+    assert len({s for role, _, s in llm.history if role == "optimizer"}) == 3
+
+
+def test_optimizer_that_never_answers_fails_the_round_without_executing(tmp_path: Path) -> None:
+    llm = FakeLLM({"optimizer": ["nothing", "I cannot help with that.", "still nothing"]})
+    result = run(llm, tmp_path, max_rounds=2)
+    failed = result.records[1]
+    assert failed.verdict == "failed" and not failed.succeed
+    assert "optimizer" in (failed.error or "")
+    assert llm.calls("executor") == 3  # round 1 only
+    assert llm.calls("evaluator") == 0
+    assert (tmp_path / "ws/Poem/prompts/round_2/prompt.txt").exists()
+
+
+def test_unchanged_candidate_is_retried(tmp_path: Path) -> None:
+    llm = FakeLLM({"optimizer": [f"<prompt>{TEMPLATE.prompt}</prompt>", "<prompt>Different</prompt>"]})
+    result = run(llm, tmp_path, max_rounds=2)
+    assert result.records[1].prompt == "Different"
+
+
+def test_failed_answer_is_recorded_and_marked_for_the_judge(tmp_path: Path) -> None:
+    llm = FakeLLM({"executor": ["a", "b", "c", LLMTransient("executor model m: timed out"), "y", "z"]})
+    result = run(llm, tmp_path, max_rounds=2)
+    answers = result.records[1].answers
+    assert answers[0].error and "timed out" in answers[0].error and answers[0].answer == ""
+    judged = [m[0]["content"] for role, m, _ in llm.history if role == "evaluator"]
+    assert all("no answer: the model call failed" in j for j in judged)
+    text = (tmp_path / "ws/Poem/prompts/round_2/answers.txt").read_text()
+    assert "[failed:" in text
+
+
+def test_auth_error_stops_the_run_and_keeps_completed_rounds(tmp_path: Path) -> None:
+    llm = FakeLLM({"optimizer": ["<prompt>p2</prompt>", LLMAuthError("optimizer model m: bad key")]})
+    with pytest.raises(LLMAuthError):
+        run(llm, tmp_path, max_rounds=5)
+    data = json.loads((tmp_path / "ws/Poem/prompts/results.json").read_text())
+    assert [r["round"] for r in data] == [1, 2]
+
+
+def test_resume_continues_without_duplicates_or_repeated_work(tmp_path: Path) -> None:
+    run(FakeLLM(), tmp_path, max_rounds=3)
+    again = FakeLLM()
+    result = run(again, tmp_path, max_rounds=5)
+    assert [r.round for r in result.records] == [1, 2, 3, 4, 5]
+    assert result.new_rounds == [4, 5]
+    assert again.calls("executor") == 6  # the base round's answers come from results.json
+    data = json.loads((tmp_path / "ws/Poem/prompts/results.json").read_text())
+    assert [r["round"] for r in data] == [1, 2, 3, 4, 5]
+
+
+def test_rerun_of_a_finished_run_makes_no_call(tmp_path: Path) -> None:
+    run(FakeLLM(), tmp_path, max_rounds=3)
+    again = FakeLLM()
+    result = run(again, tmp_path, max_rounds=3)
+    assert again.calls() == 0 and result.new_rounds == []
+    assert result.best.round == 1
+
+
+def test_initial_round_restarts_after_that_round_and_archives(tmp_path: Path) -> None:
+    run(FakeLLM(), tmp_path, max_rounds=4)
+    result = run(FakeLLM(), tmp_path, max_rounds=3, initial_round=2)
+    assert [r.round for r in result.records] == [1, 2, 3]
+    assert result.new_rounds == [3]
+    archives = list((tmp_path / "ws/Poem/prompts").glob("results.before-initial-round-*.json"))
+    assert len(archives) == 1 and len(json.loads(archives[0].read_text())) == 4
+
+
+def test_initial_round_must_exist(tmp_path: Path) -> None:
+    run(FakeLLM(), tmp_path, max_rounds=2)
+    with pytest.raises(ConfigError, match="initial-round 7"):
+        run(FakeLLM(), tmp_path, max_rounds=9, initial_round=7)
+
+
+def test_changed_questions_re_execute_the_base_prompt(tmp_path: Path) -> None:
+    run(FakeLLM(), tmp_path, max_rounds=1)
+    changed = parse_template(POEM.replace("A poem about snow", "A poem about fog"), "Poem.yaml")
+    llm = FakeLLM()
+    cfg = RunConfig(max_rounds=2)
+    asyncio.run(run_optimization(changed, cfg, llm, Workspace(tmp_path / "ws", "Poem")))
+    assert llm.calls("executor") == 6  # base re-run on today's questions, then the candidate
+    judged = [m[0]["content"] for role, m, _ in llm.history if role == "evaluator"]
+    assert all("fog" in j and "snow" not in j for j in judged)
+
+
+def test_per_round_usage_and_models_are_recorded(tmp_path: Path) -> None:
+    result = run(FakeLLM(), tmp_path, max_rounds=2)
+    second = result.records[1]
+    assert second.usage["optimizer"].calls == 1
+    assert second.usage["executor"].calls == 3
+    assert second.usage["evaluator"].calls == 4
+    assert second.models["optimizer"] == "gpt-4o-mini"
+    assert second.strategy == "spo" and second.duration_s is not None
+    assert second.tokens == 15  # executor completion tokens, SPO's "tokens"
+
+
+def test_strategy_mismatch_is_refused(tmp_path: Path) -> None:
+    run(FakeLLM(), tmp_path, max_rounds=1)
+    data = json.loads((tmp_path / "ws/Poem/prompts/results.json").read_text())
+    data[0]["strategy"] = "other"
+    (tmp_path / "ws/Poem/prompts/results.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="strategy"):
+        run(FakeLLM(), tmp_path, max_rounds=2)
+
+
+def test_events_report_phases_in_order(tmp_path: Path) -> None:
+    events = RecordingEvents()
+    asyncio.run(run_optimization(TEMPLATE, RunConfig(max_rounds=2), FakeLLM(), Workspace(tmp_path, "P"), events))
+    phases = [p for kind, p in events.log if kind == "phase"]
+    assert phases == [(1, "execute"), (2, "optimize"), (2, "execute"), (2, "judge")]
+    kinds = [k for k, _ in events.log]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_done" and kinds.count("round_done") == 2
