@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +18,7 @@ Role = Literal["optimizer", "evaluator", "executor"]
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_TEMPERATURES = {"optimizer": 0.7, "evaluator": 0.3, "executor": 0.0}
 CONFIG_NAMES = ("promptopt.yaml", "promptopt.yml", ".promptopt.yaml")
-_SECRET_WORDS = ("key", "token", "secret", "password", "authorization")
+_SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "authorization", "credentials"}
 
 
 class RoleConfig(BaseModel):
@@ -42,10 +43,27 @@ class RoleConfig(BaseModel):
     @field_validator("extra")
     @classmethod
     def _no_secrets(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for key in v:
-            if any(word in key.lower() for word in _SECRET_WORDS) and key != "max_tokens":
-                raise ValueError(f"'{key}' looks like a secret: set it in the environment instead")
+        key = _secret_key(v)
+        if key is not None:
+            raise ValueError(f"'{key}' looks like a secret: set it in the environment instead")
         return v
+
+
+def _secret_key(value: Any) -> str | None:
+    """The first key naming a secret ('api_key', 'Authorization'), nested mappings included.
+
+    Whole words only, so 'max_tokens' and 'max_completion_tokens' stay allowed.
+    """
+    if not isinstance(value, Mapping):
+        return None
+    for key, item in value.items():
+        words = re.split(r"[^a-z]+", str(key).lower())
+        if _SECRET_WORDS.intersection(words):
+            return str(key)
+        nested = _secret_key(item)
+        if nested is not None:
+            return nested
+    return None
 
 
 class RunConfig(BaseModel):
@@ -149,9 +167,12 @@ def load_file_config(path: Path) -> FileConfig:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    except (ValueError, RecursionError) as exc:  # a >4300-digit number, absurd nesting
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping")
-    if any(k in data for k in ("api_key", "key")):
+    roles = [data.get(role) for role in ROLES if isinstance(data.get(role), dict)]
+    if any(k in section for section in (data, *roles) for k in ("api_key", "key")):
         raise ConfigError(f"{path}: api keys belong in the environment, not in the config file")
     try:
         return FileConfig.model_validate(data)

@@ -154,7 +154,13 @@ def parse_template(text: str | bytes, source: str = "template") -> Template:
     try:
         return Template.model_validate(data)
     except ValidationError as exc:
-        raise TemplateError(format_validation_error(source, exc)) from None
+        message = format_validation_error(source, exc)
+        if "faq" in data and "qa" not in data:  # name the key the user wrote
+            message = "\n".join(
+                f"{source}: faq{line[len(source) + 4:]}" if line.startswith(f"{source}: qa") else line
+                for line in message.splitlines()
+            )
+        raise TemplateError(message) from None
 
 
 def bundled_dir() -> Path:
@@ -176,6 +182,8 @@ def resolve_template(ref: str, cwd: Path | None = None) -> Path:
     """A path, or a bare name found in the current directory, then among bundled templates."""
     cwd = cwd or Path.cwd()
     path = Path(ref).expanduser()
+    if not path.is_absolute():  # relative to the cwd we were given, not the process's
+        path = cwd / path
     if path.is_file():
         return path
     bare = "/" not in ref and "\\" not in ref

@@ -200,6 +200,8 @@ class Workspace:
             raise WorkspaceError(
                 f"{self.results_path}: not valid JSON (line {exc.lineno}); fix or move it away"
             ) from None
+        except (ValueError, RecursionError) as exc:  # a >4300-digit number, absurd nesting
+            raise WorkspaceError(f"{self.results_path}: not valid JSON ({exc}); fix or move it away") from None
         if not isinstance(data, list):
             raise WorkspaceError(f"{self.results_path}: expected a list of rounds (is this a promptopt/SPO workspace?)")
         records: list[RoundRecord] = []
@@ -242,6 +244,10 @@ class Workspace:
             return None
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         target = self.prompts / f"results.{tag}-{stamp}.json"
+        n = 1
+        while target.exists():  # two archives in the same second must not overwrite each other
+            n += 1
+            target = self.prompts / f"results.{tag}-{stamp}-{n}.json"
         atomic_write(target, self.results_path.read_text(encoding="utf-8"))
         return target
 
@@ -264,6 +270,7 @@ class Workspace:
             handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held for the whole run
         except OSError as exc:
             raise WorkspaceError(f"cannot write workspace {self.root}: {exc.strerror or exc}") from None
+        acquired = False
         try:
             if fcntl is not None:
                 try:
@@ -274,13 +281,15 @@ class Workspace:
                     raise WorkspaceLocked(
                         f"workspace {self.root} is in use by {holder}; wait for it or stop it first"
                     ) from None
+            acquired = True
             handle.seek(0)
             handle.truncate()
             handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {now_string()[:19]}\n")
             handle.flush()
             yield
         finally:
-            with contextlib.suppress(OSError):
-                handle.seek(0)
-                handle.truncate()
+            if acquired:  # a refused attempt must not erase the holder's pid line
+                with contextlib.suppress(OSError):
+                    handle.seek(0)
+                    handle.truncate()
             handle.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-_FENCE = re.compile(r"^```[a-zA-Z]*\s*\n?|\n?```\s*$")
+_FENCE = re.compile(r"^```[\w.+-]*[ \t]*\n?|\n?```\s*$")
 
 
 def extract_tag(text: str | None, tag: str) -> str | None:
@@ -32,7 +32,7 @@ def extract_tag(text: str | None, tag: str) -> str | None:
 
 
 _CHOICE = re.compile(
-    r"^[\s\W]*(?:(?:answer|set|option|choice|assistant|response)\s*)?[\"'(\[]?([AB])(?![A-Za-z])",
+    r"^[\s\W]*(?:(?:answer|set|option|choice|assistant|response)\b[\s:=-]*)?[\"'(\[]?([AB])(?![A-Za-z])",
     re.IGNORECASE,
 )
 
@@ -62,7 +62,7 @@ def parse_prompt(text: str | None) -> str | None:
     content = extract_tag(text, "prompt")
     if not content:
         return None
-    lowered = content.lower()
+    lowered = content.lower().replace("\u2019", "'")  # models often write "I can’t"
     if len(content) < 200 and any(lowered.startswith(r) for r in _REFUSALS):
         return None
     if lowered in {"the complete revised prompt, ready to use", "..."}:

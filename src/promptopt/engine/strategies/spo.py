@@ -1,10 +1,15 @@
-"""SPO (arXiv 2502.06855): optimize from the best round, execute, judge pairwise."""
+"""SPO (arXiv 2502.06855): optimize from the best round, execute, judge pairwise.
+
+With a template metric a candidate must also keep the base's accuracy: the judge alone can
+prefer fluent wrong answers, the metric alone cannot see the requirements.
+"""
 
 from __future__ import annotations
 
 from promptopt import prompts
 from promptopt.engine.execute import execute
-from promptopt.engine.strategies.base import Strategy, format_qa_block, register
+from promptopt.engine.scoring import Scorer
+from promptopt.engine.strategies.base import RunContext, Strategy, format_qa_block, register
 from promptopt.workspace import RoundRecord
 
 
@@ -17,6 +22,15 @@ def count_rule(count: int | None) -> str:
 @register
 class SPO(Strategy):
     name = "spo"
+
+    def __init__(self, ctx: RunContext) -> None:
+        super().__init__(ctx)
+        self.scorer = Scorer(ctx, self.compare)
+
+    async def first_round(self) -> RoundRecord:
+        record = await super().first_round()
+        record.score = self.scorer.accuracy(record.answers)
+        return record
 
     def optimizer_messages(self, base: RoundRecord) -> list[dict[str, str]]:
         t = self.ctx.template
@@ -50,8 +64,11 @@ class SPO(Strategy):
             record.error = "every execution of the candidate failed"
             return record
         events.phase(number, "judge")
-        verdict = await self.compare(base_answers, record.answers)
-        record.votes = verdict.votes
-        record.succeed = verdict.candidate_wins
+        scored = await self.scorer.score(base_answers, record.answers, rule="spo")
+        record.votes = scored.votes
+        record.succeed = scored.beats_current
         record.verdict = "win" if record.succeed else "lose"
+        if scored.accuracy is not None:
+            record.score = scored.accuracy
+            record.state = {"base_accuracy": scored.base_accuracy}
         return record

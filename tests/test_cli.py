@@ -1,0 +1,199 @@
+"""Every command through typer's CliRunner; models are the local stub server via real litellm."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from promptopt.cli import app
+
+runner = CliRunner()
+ENV = {"COLUMNS": "120", "NO_COLOR": "1"}
+
+
+def invoke(*args: str) -> Any:
+    return runner.invoke(app, list(args), env=ENV)
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-stub")
+    return tmp_path
+
+
+def model_flags(stub: Any) -> list[str]:
+    return ["--model", "openai/stub", "--api-base", stub.url]
+
+
+def test_help_lists_the_commands() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("init", "optimize", "show", "compare", "doctor", "cache"):
+        assert command in result.output
+
+
+def test_optimize_help_has_spo_flags() -> None:
+    result = invoke("optimize", "--help")
+    for flag in ("--opt-model", "--opt-temp", "--eval-model", "--eval-temp", "--exec-model", "--exec-temp",
+                 "--workspace", "--initial-round", "--max-rounds", "--template", "--name", "--model"):
+        assert flag in result.output
+
+
+def test_init_list_and_from_bundled(here: Path) -> None:
+    listed = invoke("init", "--list")
+    assert listed.exit_code == 0
+    assert "Navigate" in listed.output and "Poem" in listed.output and "Summarize" in listed.output
+    made = invoke("init", "mine", "--from", "Navigate")
+    assert made.exit_code == 0
+    assert "return to the starting point" in (here / "mine.yaml").read_text()
+    again = invoke("init", "mine", "--from", "Poem")
+    assert again.exit_code == 2 and "exists" in again.output
+    assert "return to the starting point" in (here / "mine.yaml").read_text()
+
+
+def test_init_skeleton_is_a_valid_template(here: Path) -> None:
+    assert invoke("init").exit_code == 0
+    from promptopt.template import load_template
+
+    template, _ = load_template(here / "template.yaml")
+    assert template.qa and template.count is None
+
+
+def test_optimize_end_to_end_through_litellm(here: Path, stub: Any) -> None:
+    result = invoke("optimize", "--template", "Poem", "--max-rounds", "3", "--json", *model_flags(stub))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["name"] == "Poem" and summary["stopped"] == "completed"
+    assert [r["round"] for r in summary["rounds"]] == [1, 2, 3]
+    assert summary["calls"] == stub.count() == 3 + 2 * 8
+    assert stub.count("optimizer") == 2 and stub.count("judge") == 8
+    assert summary["unpriced"] is True and summary["cost_usd"] == 0
+    data = json.loads((here / "workspace/Poem/prompts/results.json").read_text())
+    for entry in data:
+        assert {"round", "answers", "prompt", "succeed", "tokens", "time"} <= entry.keys()
+        folder = here / f"workspace/Poem/prompts/round_{entry['round']}"
+        assert (folder / "prompt.txt").read_text() == entry["prompt"]
+        assert "Question:" in (folder / "answers.txt").read_text()
+    # The stub's judge always says A: with balanced swaps candidates tie 2-2 and never win.
+    assert [r["votes"] for r in summary["rounds"][1:]] == ["✗✓✗✓", "✗✓✗✓"]
+    assert summary["best_round"] == 1
+
+
+def test_rerun_is_free_and_continuing_adds_rounds(here: Path, stub: Any) -> None:
+    assert invoke("optimize", "-t", "Poem", "-r", "2", *model_flags(stub)).exit_code == 0
+    first = stub.count()
+    again = invoke("optimize", "-t", "Poem", "-r", "2", "--json", *model_flags(stub))
+    assert again.exit_code == 0 and stub.count() == first
+    assert json.loads(again.stdout)["new_rounds"] == []
+    more = invoke("optimize", "-t", "Poem", "-r", "3", "--json", *model_flags(stub))
+    assert json.loads(more.stdout)["new_rounds"] == [3]
+    rounds = [r["round"] for r in json.loads((here / "workspace/Poem/prompts/results.json").read_text())]
+    assert rounds == [1, 2, 3]
+
+
+def test_deleted_workspace_reruns_from_the_cache(here: Path, stub: Any) -> None:
+    import shutil
+
+    assert invoke("optimize", "-t", "Poem", "-r", "2", *model_flags(stub)).exit_code == 0
+    paid = stub.count()
+    shutil.rmtree(here / "workspace")
+    again = invoke("optimize", "-t", "Poem", "-r", "2", "--json", *model_flags(stub))
+    summary = json.loads(again.stdout)
+    assert stub.count() == paid and summary["calls"] == 0 and summary["cached_calls"] == paid
+
+
+def test_optimize_human_output(here: Path, stub: Any) -> None:
+    result = invoke("optimize", "-t", "Poem", "-r", "2", *model_flags(stub))
+    assert result.exit_code == 0
+    assert "round 2/2 lose ✗✓✗✓ base 1" in result.output
+    assert "best prompt (round 1)" in result.output
+    assert "no price" in result.output
+
+
+def test_show_table_round_best_and_json(here: Path, stub: Any) -> None:
+    assert invoke("optimize", "-t", "Poem", "-r", "3", *model_flags(stub)).exit_code == 0
+    table = invoke("show", "workspace/Poem")
+    assert table.exit_code == 0 and "3 rounds, best round 1" in table.output
+    best = invoke("show", "workspace/Poem", "--best")
+    assert best.stdout == (here / "workspace/Poem/prompts/round_1/prompt.txt").read_text()
+    detail = invoke("show", "workspace/Poem", "--round", "2")
+    assert detail.exit_code == 0
+    assert "diff against round 1" in detail.output and "judge 1" in detail.output
+    assert "[-" in detail.output and "{+" in detail.output
+    as_json = json.loads(invoke("show", "workspace/Poem", "--json").stdout)
+    assert as_json["best_round"] == 1 and len(as_json["rounds"]) == 3
+    missing = invoke("show", "workspace/Poem", "--round", "9")
+    assert missing.exit_code == 2 and "no round 9" in missing.output
+
+
+def test_show_reads_a_workspace_written_by_spo(here: Path) -> None:
+    prompts = here / "ws/Legacy/prompts"
+    for n in (1, 2, 3):
+        (prompts / f"round_{n}").mkdir(parents=True)
+        (prompts / f"round_{n}/prompt.txt").write_text(f"prompt {n}")
+    answers = [{"question": "q1", "answer": "a1"}]
+    spo = [
+        {"round": 1, "answers": answers, "prompt": "prompt 1", "succeed": True, "tokens": 10,
+         "time": "2025-02-11 10:00:00.123456"},
+        {"round": 2, "answers": answers, "prompt": "prompt 2", "succeed": True, "tokens": 12,
+         "time": "2025-02-11 10:01:00.123456"},
+        {"round": 3, "answers": answers, "prompt": "prompt 3", "succeed": False, "tokens": 9,
+         "time": "2025-02-11 10:02:00.123456"},
+    ]
+    (prompts / "results.json").write_text(json.dumps(spo, indent=4))
+    shown = invoke("show", "ws/Legacy")
+    assert shown.exit_code == 0 and "best round 2" in shown.output
+    assert invoke("show", "ws/Legacy", "--best").stdout == "prompt 2\n"
+    detail = invoke("show", "ws/Legacy", "--round", "3")
+    assert detail.exit_code == 0 and "diff against round 2" in detail.output
+
+
+def test_compare_prompts_from_workspace_file_and_string(here: Path, stub: Any) -> None:
+    assert invoke("optimize", "-t", "Poem", "-r", "2", *model_flags(stub)).exit_code == 0
+    (here / "b.txt").write_text("Write a vivid poem.")
+    result = invoke("compare", "workspace/Poem:1", "b.txt", "--json", *model_flags(stub))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert len(data["questions"]) == 3
+    assert all(len(q["votes"]) == 2 for q in data["questions"])
+    # The stub judge always answers A; one balanced vote each way makes every question a tie.
+    assert data["ties"] == 3 and data["b_better"] is False
+    worse = invoke("compare", "workspace/Poem:1", "Write a vivid poem.", "--fail-if-worse", *model_flags(stub))
+    assert worse.exit_code == 4
+    assert "B wins 0, A wins 0, ties 3" in worse.output
+
+
+def test_compare_with_a_questions_file(here: Path, stub: Any) -> None:
+    (here / "qs.jsonl").write_text('{"question": "one?", "answer": "1"}\n{"question": "two?"}\n')
+    result = invoke("compare", "Prompt A", "Prompt B", "--questions", "qs.jsonl", "--json", *model_flags(stub))
+    assert result.exit_code == 0, result.output
+    assert [q["question"] for q in json.loads(result.stdout)["questions"]] == ["one?", "two?"]
+    needs = invoke("compare", "Prompt A", "Prompt B", *model_flags(stub))
+    assert needs.exit_code == 2 and "--template or --questions" in needs.output
+
+
+def test_dry_run_calls_nothing(here: Path, stub: Any) -> None:
+    result = invoke("optimize", "-t", "Poem", "--dry-run", "--json", *model_flags(stub))
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["calls"] == 75 and data["roles"]["evaluator"]["calls"] == 36
+    assert stub.count() == 0 and not (here / "workspace").exists()
+
+
+def test_cache_stats_and_clear(here: Path, stub: Any) -> None:
+    assert invoke("optimize", "-t", "Poem", "-r", "2", *model_flags(stub)).exit_code == 0
+    stats = json.loads(invoke("cache", "stats", "--json").stdout)
+    assert stats["entries"] == 11
+    assert "removed 11" in invoke("cache", "clear").output
+    assert json.loads(invoke("cache", "stats", "--json").stdout)["entries"] == 0
+
+
+def test_no_cache_pays_again(here: Path, stub: Any) -> None:
+    assert invoke("optimize", "-t", "Poem", "-r", "1", "--no-cache", *model_flags(stub)).exit_code == 0
+    assert invoke("optimize", "-t", "Poem", "-r", "1", "--no-cache", "--name", "P2", *model_flags(stub)).exit_code == 0
+    assert stub.count() == 6
