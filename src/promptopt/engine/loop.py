@@ -137,6 +137,8 @@ async def run_optimization(
         except BudgetExceeded as exc:
             stopped, message = "budget", str(exc)
         if not records:
+            if stopped == "budget":
+                raise BudgetExceeded(f"{message}; no round completed")
             raise WorkspaceError(f"{workspace.root}: no round completed ({message or 'nothing to run'})")
         result = RunResult(
             name=workspace.name, workspace=workspace.root, strategy=config.strategy, records=records,

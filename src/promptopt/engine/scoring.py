@@ -100,13 +100,21 @@ class Scorer:
         acc = self.accuracy(answers)
         return acc if acc is not None else SELF_SCORE
 
+    def nothing_to_gain(self, best_score: float | None) -> str | None:
+        """A stop reason when strict improvement is impossible: full accuracy under a metric."""
+        if self.metric is not None and best_score is not None and best_score >= 1.0:
+            return "the best prompt answers every referenced question correctly (accuracy 1.00)"
+        return None
+
     async def _judge(self, base: list[AnswerRecord], candidate: list[AnswerRecord]) -> Verdict:
         t = self.ctx.template
         questions = [q.question for q in t.qa]
         return await judge(self.ctx.llm, t.requirements, questions, t.golden, base, candidate,
                            self.ctx.config.votes)
 
-    async def score(self, base: list[AnswerRecord], candidate: list[AnswerRecord], rule: Rule = "improve") -> Score:
+    async def score(
+        self, base: list[AnswerRecord], candidate: list[AnswerRecord], rule: Rule = "improve"
+    ) -> Score:
         """Compare `candidate` with the current best's answers `base` under `rule`.
 
         "improve": with a metric, accuracy strictly above the base's (no judge call); without,
@@ -121,4 +129,5 @@ class Scorer:
         if acc is not None and base_acc is not None:
             beats = verdict.candidate_wins and acc >= base_acc
             return Score(acc, beats, "accuracy", acc, base_acc, verdict.votes, verdict)
-        return Score(vote_share(verdict), verdict.candidate_wins, "votes", votes=verdict.votes, verdict=verdict)
+        share = vote_share(verdict)
+        return Score(share, verdict.candidate_wins, "votes", votes=verdict.votes, verdict=verdict)

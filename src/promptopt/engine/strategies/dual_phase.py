@@ -1,0 +1,321 @@
+"""Dual-Phase (arXiv 2406.13443): a structured initial prompt, then sentence-by-sentence rewrites.
+
+Phase 1 (round 1): the optimizer turns the template into a structured prompt (task type,
+description, output format and constraints, reasoning steps, tips); the user's prompt is
+kept in round 1's state. Phase 2 (each later round): pick one sentence with probability
+∝ exp(weight) among those not yet tried since the last improvement, have the optimizer
+rewrite only it, accept the rewrite only if the score improves, and move the sentence's
+weight EXP3-style by the reward (the score gained over the current best).
+
+results.json: every round's `state` holds the sentences of the current best prompt after
+that round, their weights, the sentences tried since the last improvement and the number
+of steps without one, so a resumed run continues from the last round alone.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from promptopt import prompts
+from promptopt.engine.execute import execute
+from promptopt.engine.parse import extract_tag
+from promptopt.engine.scoring import Scorer, correct_marks
+from promptopt.engine.strategies.base import (
+    CallEstimate,
+    Proposal,
+    RunContext,
+    Strategy,
+    format_qa_block,
+    register,
+)
+from promptopt.errors import ConfigError, LLMError
+from promptopt.workspace import AnswerRecord, RoundRecord
+
+INITIAL_WEIGHT = 1.0
+STRUCTURED = "structured prompt: task type, description, output format, reasoning steps, tips"
+# A rewrite the optimizer could not produce, or whose every answer failed, counts as losing every vote.
+FAILED_REWARD = -0.5
+
+# --- pure helpers (pinned by tests) ----------------------------------------------------------
+
+# A sentence ends at . ! or ? (after any closing quotes or brackets) followed by space, or at a newline.
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|\n\s*")
+_WORDS = re.compile(r"\w+")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences and lines, each with the whitespace after it: "".join(result) == text."""
+    segments: list[str] = []
+    start = 0
+    for match in _BOUNDARY.finditer(text):
+        if text[start:match.start()].strip():
+            segments.append(text[start:match.end()])
+            start = match.end()
+    rest = text[start:]
+    if rest:
+        if segments and not rest.strip():
+            segments[-1] += rest
+        else:
+            segments.append(rest)
+    return segments
+
+
+def rewritable(sentence: str) -> bool:
+    """Worth a rewrite: at least three words, and not a markdown heading."""
+    return len(_WORDS.findall(sentence)) >= 3 and not sentence.lstrip().startswith("#")
+
+
+def replace_sentence(sentences: Sequence[str], index: int, new: str) -> list[str]:
+    """The sentences with `index` replaced by `new`, keeping the whitespace around the old one."""
+    old = sentences[index]
+    lead = old[: len(old) - len(old.lstrip())]
+    trail = old[len(old.rstrip()):]
+    out = list(sentences)
+    out[index] = lead + new.strip() + (trail or " ")
+    if index == len(out) - 1 and not trail:
+        out[index] = out[index].rstrip()
+    return out
+
+
+def pick_sentence(weights: Sequence[float], rng: random.Random,
+                  allowed: Iterable[int] | None = None) -> tuple[int, float]:
+    """(index, its probability): drawn among `allowed` with probability ∝ exp(weight)."""
+    indices = list(range(len(weights))) if allowed is None else list(allowed)
+    if not indices:
+        raise ValueError("no sentence to pick from")
+    top = max(weights[i] for i in indices)  # exp(w - top): same odds, no overflow
+    mass = [math.exp(weights[i] - top) for i in indices]
+    total = sum(mass)
+    draw = rng.random() * total
+    running = 0.0
+    for i, m in zip(indices, mass, strict=True):
+        running += m
+        if draw < running:
+            return i, m / total
+    return indices[-1], mass[-1] / total
+
+
+def exp3_update(weights: Sequence[float], index: int, reward: float, probability: float,
+                eta: float) -> list[float]:
+    """EXP3 on log-weights: only the picked sentence moves, by eta × reward / its probability."""
+    out = [float(w) for w in weights]
+    out[index] += eta * reward / max(probability, 1e-9)
+    return out
+
+
+# --- the strategy ----------------------------------------------------------------------------
+
+
+def _float_option(options: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = options.get(key)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"strategy option {key}={value}: expected a number") from None
+    if not low <= number <= high:
+        raise ConfigError(f"strategy option {key}={number:g}: must be between {low:g} and {high:g}")
+    return number
+
+
+@register
+class DualPhase(Strategy):
+    name = "dual-phase"
+
+    def __init__(self, ctx: RunContext) -> None:
+        super().__init__(ctx)
+        options = ctx.config.strategy_options
+        self.eta = _float_option(options, "eta", 0.5, 0.0, 10.0)
+        self.patience = int(_float_option(options, "patience", 3, 1, 100))
+        self.scorer = Scorer(ctx, self.compare)
+
+    @classmethod
+    def first_round_calls(cls, questions: int, options: dict[str, Any]) -> CallEstimate:
+        """1 optimizer call (the structured prompt) + Q executions."""
+        return CallEstimate(optimizer=1, executor=questions)
+
+    @classmethod
+    def calls_per_round(cls, questions: int, votes: int, options: dict[str, Any]) -> CallEstimate:
+        """1 optimizer + Q executions + votes judge calls; no judge when `options["metric"]` is set."""
+        return CallEstimate(optimizer=1, executor=questions, evaluator=0 if options.get("metric") else votes)
+
+    # --- phase 1 ------------------------------------------------------------------------------
+    def init_messages(self) -> list[dict[str, str]]:
+        t = self.ctx.template
+        examples = "\n\n".join(
+            f"### Question {i + 1}\n{q.question.strip()}\nExpected answer: {q.answer or '(not given)'}"
+            for i, q in enumerate(t.qa)
+        )
+        length_rule = f" Keep the prompt under {t.count} words." if t.count else ""
+        content = prompts.render("dual_phase_init", requirements=t.requirements.strip() or "(none given)",
+                                 prompt=t.prompt.strip(), examples=examples, length_rule=length_rule)
+        return [{"role": "user", "content": content}]
+
+    async def first_round(self) -> RoundRecord:
+        events, t = self.ctx.events, self.ctx.template
+        events.phase(1, "optimize")
+        proposal = await self.propose(self.init_messages(), 1)
+        prompt = proposal.prompt or t.prompt
+        error = None if proposal.prompt else f"{proposal.error}; round 1 keeps your prompt"
+        events.phase(1, "execute")
+        answers = await execute(self.ctx.llm, prompt, self.ctx.questions)
+        sentences = split_sentences(prompt)
+        state = {
+            "score_kind": self.scorer.kind,
+            "user_prompt": t.prompt,
+            **phase2_state(sentences, [INITIAL_WEIGHT] * len(sentences), [], 0),
+        }
+        modification = STRUCTURED if proposal.prompt else None
+        return RoundRecord(
+            round=1, prompt=prompt, answers=answers, succeed=True, verdict="initial", error=error,
+            analysis=proposal.analysis, modification=modification,
+            score=self.scorer.initial_score(answers), state=state,
+        )
+
+    # --- phase 2 ------------------------------------------------------------------------------
+    def current(
+        self, history: list[RoundRecord], prompt: str
+    ) -> tuple[list[str], list[float], list[int], int]:
+        """(sentences, weights, tried, stale) of the current best prompt, from the newest round."""
+        state = history[-1].state if history else {}
+        sentences, weights = state.get("sentences"), state.get("weights")
+        if (isinstance(sentences, list) and isinstance(weights, list) and len(sentences) == len(weights)
+                and "".join(sentences) == prompt):
+            tried = [int(i) for i in state.get("tried", []) if 0 <= int(i) < len(sentences)]
+            return [str(s) for s in sentences], [float(w) for w in weights], tried, int(state.get("stale", 0))
+        # No usable state (e.g. a workspace from elsewhere): start the weights afresh.
+        fresh = split_sentences(prompt)
+        return fresh, [INITIAL_WEIGHT] * len(fresh), [], 0
+
+    def candidates(self, sentences: list[str], tried: list[int]) -> list[int]:
+        """Sentences a step may pick: rewritable ones not yet tried since the last improvement."""
+        eligible = [i for i, s in enumerate(sentences) if rewritable(s)] or list(range(len(sentences)))
+        return [i for i in eligible if i not in tried]
+
+    def should_stop(self, history: list[RoundRecord]) -> str | None:
+        reason = self.scorer.nothing_to_gain(self.best(history).score)
+        if reason or len(history) < 2:
+            return reason
+        sentences, _, tried, stale = self.current(history, self.best(history).prompt)
+        if stale >= self.patience:
+            return f"no sentence rewrite improved the prompt in the last {stale} steps"
+        if sentences and not self.candidates(sentences, tried):
+            return "every sentence was rewritten once without improving the prompt"
+        return None
+
+    def feedback(self, answers: list[AnswerRecord]) -> tuple[str, str]:
+        """(title, text): the wrong answers under a metric, else all answers with references."""
+        t = self.ctx.template
+        metric = self.scorer.metric
+        if metric is not None:
+            wrong = [i for i, mark in enumerate(correct_marks(answers, t.golden, metric)) if mark is False]
+            if wrong:
+                text = format_qa_block([self.ctx.questions[i] for i in wrong], [answers[i] for i in wrong],
+                                       [t.golden[i] for i in wrong])
+                return "Questions the prompt gets wrong (with the reference answers)", text
+        text = format_qa_block(self.ctx.questions, answers, t.golden)
+        return "The answers the prompt produced (with reference answers where known)", text
+
+    def rewrite_messages(
+        self, prompt: str, sentence: str, answers: list[AnswerRecord]
+    ) -> list[dict[str, str]]:
+        title, text = self.feedback(answers)
+        content = prompts.render(
+            "dual_phase_rewrite", requirements=self.ctx.template.requirements.strip() or "(none given)",
+            prompt=prompt.strip(), sentence=sentence.strip(), feedback_title=title, feedback=text,
+        )
+        return [{"role": "user", "content": content}]
+
+    async def propose_sentence(self, messages: list[dict[str, str]], number: int, old: str) -> Proposal:
+        """Like `propose`, for a <sentence> reply: bounded retries, cache samples keyed by round/attempt."""
+        attempts = self.ctx.config.optimizer_attempts
+        last_error, analysis = "no reply", None
+        for attempt in range(attempts):
+            try:
+                reply = await self.ctx.llm.complete("optimizer", messages, sample=number * 1000 + attempt)
+            except LLMError as exc:
+                if not exc.retryable:
+                    raise
+                last_error = str(exc)
+                continue
+            analysis = extract_tag(reply.text, "analyse") or extract_tag(reply.text, "analysis")
+            sentence = extract_tag(reply.text, "sentence")
+            if not sentence:
+                last_error = "reply had no usable <sentence>"
+            elif " ".join(sentence.split()) == " ".join(old.split()):
+                last_error = "reply repeated the sentence unchanged"
+            else:
+                return Proposal(sentence, analysis, attempts=attempt + 1)
+        error = f"optimizer: {last_error} ({attempts} attempts)"
+        return Proposal(None, analysis, error=error, attempts=attempts)
+
+    async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord:
+        events = self.ctx.events
+        base = self.best(history)
+        base_answers = await self.answers_for(base)
+        sentences, weights, tried, stale = self.current(history, base.prompt)
+        record = RoundRecord(round=number, base_round=base.round)
+        if not sentences:
+            record.state = phase2_state(sentences, weights, tried, stale + 1)
+            record.verdict, record.error = "failed", "the prompt has no sentence to rewrite"
+            return record
+        allowed = self.candidates(sentences, tried) or self.candidates(sentences, [])
+        # Seeded by (seed, round), not by a generator carried along: a resumed round draws the same.
+        rng = random.Random(f"{self.ctx.config.seed}:{number}")
+        index, probability = pick_sentence(weights, rng, allowed)
+        old = sentences[index]
+
+        events.phase(number, "optimize")
+        messages = self.rewrite_messages(base.prompt, old, base_answers)
+        proposal = await self.propose_sentence(messages, number, old)
+        pick: dict[str, Any] = {"picked": index, "probability": round(probability, 6),
+                                "old_sentence": old.strip()}
+        record.analysis = proposal.analysis
+        if proposal.prompt is None:
+            return self._rejected(record, sentences, weights, tried, stale, pick, FAILED_REWARD,
+                                  error=proposal.error)
+        new_sentences = replace_sentence(sentences, index, proposal.prompt)
+        record.prompt = "".join(new_sentences)
+        record.modification = f"rewrote sentence {index + 1}: {proposal.prompt.strip()}"
+        pick["new_sentence"] = proposal.prompt.strip()
+
+        events.phase(number, "execute")
+        record.answers = await execute(self.ctx.llm, record.prompt, self.ctx.questions)
+        if all(a.error is not None for a in record.answers):
+            return self._rejected(record, sentences, weights, tried, stale, pick, FAILED_REWARD,
+                                  error="every execution of the candidate failed")
+        if self.scorer.metric is None:
+            events.phase(number, "judge")
+        scored = await self.scorer.score(base_answers, record.answers)
+        reward = scored.score - scored.base_score
+        record.votes, record.score = scored.votes, scored.score
+        if not scored.beats_current:
+            return self._rejected(record, sentences, weights, tried, stale, pick, reward)
+        weights = exp3_update(weights, index, reward, pick["probability"], self.eta)
+        record.succeed, record.verdict = True, "accepted"
+        record.state = {**phase2_state(new_sentences, weights, [], 0), **pick, "reward": round(reward, 6)}
+        return record
+
+    def _rejected(self, record: RoundRecord, sentences: list[str], weights: list[float], tried: list[int],
+                  stale: int, pick: dict[str, Any], reward: float, error: str | None = None) -> RoundRecord:
+        """The best prompt stays; the picked sentence loses weight and counts as tried."""
+        index, probability = pick["picked"], pick["probability"]
+        weights = exp3_update(weights, index, reward, probability, self.eta)
+        tried = sorted({*tried, index})
+        record.state = {**phase2_state(sentences, weights, tried, stale + 1), **pick,
+                        "reward": round(reward, 6)}
+        record.succeed = False
+        record.verdict = "failed" if error else "rejected"
+        record.error = error
+        return record
+
+
+def phase2_state(sentences: list[str], weights: list[float], tried: list[int], stale: int) -> dict[str, Any]:
+    """The part of `state` the next step resumes from."""
+    return {"sentences": list(sentences), "weights": [round(w, 6) for w in weights], "tried": list(tried),
+            "stale": stale}
