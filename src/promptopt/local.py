@@ -98,7 +98,7 @@ def load_llama(path: Path) -> Any:
 def _handler_class(litellm: Any) -> type:
     """Build the CustomLLM subclass against the litellm module we were given (imported lazily)."""
 
-    class LocalProvider(litellm.CustomLLM):  # type: ignore[misc, name-defined]
+    class LocalProvider(litellm.CustomLLM):
         """llama_cpp.Llama loaded once on first use; one generation at a time (the CPU is the limit)."""
 
         def __init__(self) -> None:

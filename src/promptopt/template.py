@@ -120,13 +120,18 @@ def format_validation_error(source: str, exc: ValidationError) -> str:
         loc = ""
         for part in err["loc"]:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-        msg = err["msg"].removeprefix("Value error, ")
+        loc = _one_line(loc)  # a key like "\n" must not break "one line per field"
+        msg = _one_line(err["msg"].removeprefix("Value error, "))
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "is required"
         lines.append(f"{source}: {loc or 'template'}: {msg}")
     return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def parse_template(text: str | bytes, source: str = "template") -> Template:

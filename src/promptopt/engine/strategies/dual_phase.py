@@ -22,7 +22,7 @@ from typing import Any
 
 from promptopt import prompts
 from promptopt.engine.execute import execute
-from promptopt.engine.parse import extract_tag
+from promptopt.engine.parse import extract_tag, parse_prompt
 from promptopt.engine.scoring import Scorer, correct_marks
 from promptopt.engine.strategies.base import (
     CallEstimate,
@@ -245,6 +245,10 @@ class DualPhase(Strategy):
                 continue
             analysis = extract_tag(reply.text, "analyse") or extract_tag(reply.text, "analysis")
             sentence = extract_tag(reply.text, "sentence")
+            if not sentence:
+                # Models sometimes answer in the <prompt> tag they were shown: fine if it is one sentence.
+                alt = parse_prompt(reply.text)
+                sentence = alt if alt and len(split_sentences(alt)) == 1 else None
             if not sentence:
                 last_error = "reply had no usable <sentence>"
             elif " ".join(sentence.split()) == " ".join(old.split()):
