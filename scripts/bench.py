@@ -759,14 +759,6 @@ def scenario_startup(
         timeout=60,
     )
     litellm_loaded = probe.stdout.strip() == "True"
-    shim = shutil.which("promptopt", path=env.get("PATH"))
-    if shim and Path(shim).resolve() != Path(exe[0]).resolve():
-        median, _ = time_median([shim, "--help"], env, work, args.startup_runs)
-        results["promptopt --help via PATH"] = {
-            "command": f"{shim} --help",
-            "as is": {"median_s": round(median, 4)},
-        }
-
     table = Table(title="median wall seconds (target ≤ 0.3 for --help, init, show)", title_justify="left")
     for col in ("command", "as is", "bytecode cached", "heavy modules imported"):
         table.add_column(col, justify="left" if col in ("command", "heavy modules imported") else "right")

@@ -199,8 +199,8 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
 
     try:
         ws.prompts.mkdir(parents=True, exist_ok=True)
-        if not (ws.root / "template.yaml").exists():
-            atomic_write(ws.root / "template.yaml", dump_template(template))
+        # The template of the latest run, so `compare WORKSPACE/NAME:ROUND` knows the questions.
+        atomic_write(ws.root / "template.yaml", dump_template(template))
     except OSError as exc:
         from promptopt.errors import WorkspaceError
 

@@ -248,7 +248,7 @@ def compare_table(result: CompareResult) -> RenderableType:
         table.add_column("B ok")
     for i, q in enumerate(result.questions, 1):
         style = {"B": "green", "A": "yellow", "tie": "dim"}[q.verdict]
-        row = [str(i), " ".join(q.question.split()), q.marks, Text(q.verdict_label, style=style)]
+        row: list[str | Text] = [str(i), " ".join(q.question.split()), q.marks, Text(q.verdict_label, style=style)]
         if result.metric:
             row += ["✓" if q.a_correct else "✗", "✓" if q.b_correct else "✗"]
         table.add_row(*row)

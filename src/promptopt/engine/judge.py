@@ -76,8 +76,9 @@ async def _vote(llm: LLM, messages: list[dict[str, str]], swapped: bool, sample:
                           error="unparsable vote: no <choose>A|B</choose>")
     # Unswapped: base is A, candidate is B. Swapped: candidate is A.
     candidate_letter = "A" if swapped else "B"
-    winner = "candidate" if choice == candidate_letter else "base"
-    return VoteRecord(winner=winner, swapped=swapped, choice=choice, analysis=analysis)
+    if choice == candidate_letter:
+        return VoteRecord(winner="candidate", swapped=swapped, choice=choice, analysis=analysis)
+    return VoteRecord(winner="base", swapped=swapped, choice=choice, analysis=analysis)
 
 
 async def judge(
