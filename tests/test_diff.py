@@ -61,7 +61,7 @@ _texts = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(old=_texts, new=_texts)
 def test_chunks_rebuild_both_texts(old: str, new: str) -> None:
     chunks = word_diff(old, new)

@@ -19,6 +19,9 @@ from promptopt.template import QA, Template, dump_template, parse_template
 from promptopt.workspace import RoundRecord, Workspace
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Structured strategies cost more to generate than the code under test costs to run: fewer examples.
+HEAVY = settings(FAST, max_examples=100,
+                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 # --- strategies -------------------------------------------------------------------------------------
 
@@ -113,7 +116,7 @@ def test_parse_template_yamlish_text(text: str) -> None:
     check_template_or_error(text)
 
 
-@FAST
+@HEAVY
 @given(st.one_of(template_like, anything))
 def test_parse_template_arbitrary_documents(document: Any) -> None:
     try:
@@ -131,7 +134,7 @@ clean_text = st.lists(
 ).map("".join)
 
 
-@FAST
+@HEAVY
 @given(
     prompt=clean_text.filter(str.strip),
     requirements=clean_text,
@@ -159,7 +162,7 @@ def test_reply_parsers_never_raise(text: str) -> None:
     assert prompt is None or (isinstance(prompt, str) and prompt.strip())
 
 
-@FAST
+@HEAVY
 @given(before=st.text(max_size=30), after=st.text(max_size=30), letter=st.sampled_from("ABab"))
 def test_a_clean_choose_tag_always_parses(before: str, after: str, letter: str) -> None:
     assume("<" not in after and "<" not in before)
@@ -203,7 +206,7 @@ json_documents = st.one_of(
 )
 
 
-@settings(FAST, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@HEAVY
 @given(document=json_documents)
 def test_results_json_loads_or_explains(scratch_ws: Workspace, document: Any) -> None:
     raw = json.dumps(document).encode()
@@ -220,7 +223,7 @@ def test_results_json_loads_or_explains(scratch_ws: Workspace, document: Any) ->
     assert scratch_ws.results_path.read_bytes() == raw
 
 
-@settings(FAST, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@HEAVY
 @given(raw=st.one_of(st.binary(max_size=100), st.text(max_size=100).map(str.encode)))
 def test_results_json_arbitrary_bytes(scratch_ws: Workspace, raw: bytes) -> None:
     scratch_ws.results_path.write_bytes(raw)

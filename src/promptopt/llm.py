@@ -251,6 +251,10 @@ class LiteLLMClient:
         self._rng = random.Random(config.seed)
         self._checked = False
 
+    def prepare(self) -> None:
+        """Import litellm now (seconds), so it is not billed to the first round's timing."""
+        self._lib()
+
     def _lib(self) -> Any:
         if self._litellm is None:
             self._litellm = _import_litellm()

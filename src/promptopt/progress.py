@@ -25,6 +25,7 @@ class CliEvents(Events):
         self.calls = 0
         self.cached = 0
         self.cost = 0.0
+        self.unpriced = False
         self._status: Status | None = None
 
     def __enter__(self) -> CliEvents:
@@ -41,7 +42,7 @@ class CliEvents(Events):
     def _text(self) -> Text:
         of = f"/{self.last_round}" if self.last_round else ""
         return Text(f"round {self.round}{of} · {self.phase_name} · {self.calls} calls"
-                    f"{f' (+{self.cached} cached)' if self.cached else ''} · {money(self.cost)} so far")
+                    f"{f' (+{self.cached} cached)' if self.cached else ''} · {money(self.cost, self.unpriced)} so far")
 
     def _refresh(self) -> None:
         if self._status is not None:
@@ -70,6 +71,7 @@ class CliEvents(Events):
         self._refresh()
 
     def call_done(self, completion: Any) -> None:
+        self.unpriced = self.unpriced or not completion.priced
         if completion.cached:
             self.cached += 1
         else:

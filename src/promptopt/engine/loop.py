@@ -107,6 +107,9 @@ async def run_optimization(
         plan = RunPlan(workspace.name, workspace.root, config.strategy, next_round, config.max_rounds,
                        bool(records), len(template.qa), config.votes, models, archived)
         events.run_started(plan)
+        prepare = getattr(llm, "prepare", None)
+        if prepare is not None and next_round <= config.max_rounds:
+            prepare()  # pay the client's one-time start-up before round 1's clock starts
         run_usage = llm.usage.snapshot()
         new_rounds: list[int] = []
         stopped, message = "completed", None

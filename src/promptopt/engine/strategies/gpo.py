@@ -378,7 +378,7 @@ class GPO(Strategy):
         record.votes, record.score = s.votes, s.score
         record.succeed = bool(winners)
         record.verdict = "accepted" if record.succeed else "rejected"
-        state["chosen"] = d.index
+        record.state["chosen"] = d.index
         return record
 
 
