@@ -20,8 +20,9 @@ def temps(config: Any) -> tuple[float, float, float]:
     return config.optimizer.temperature, config.evaluator.temperature, config.executor.temperature
 
 
-def config_error(flags: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> str:
+def config_error(
+    flags: dict[str, Any] | None = None, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> str:
     with pytest.raises(ConfigError) as info:
         resolve_config(flags or {}, env or {}, cwd)
     return str(info.value)
@@ -90,7 +91,10 @@ def test_api_base_global_and_per_role(tmp_path: Path) -> None:
     env = {"PROMPTOPT_API_BASE": "http://all", "PROMPTOPT_EVAL_API_BASE": "http://eval"}
     config = resolve_config({}, env, tmp_path)
     assert [config.role(r).api_base for r in ("optimizer", "evaluator", "executor")] == [
-        "http://all", "http://eval", "http://all"]
+        "http://all",
+        "http://eval",
+        "http://all",
+    ]
 
     config = resolve_config({"api_base": "http://flag"}, env, tmp_path)
     assert {config.role(r).api_base for r in ("optimizer", "evaluator", "executor")} == {"http://flag"}
@@ -184,8 +188,7 @@ def test_bad_config_file_names_the_file(tmp_path: Path, text: str, expected: str
         ({"model": "   "}, {}, "optimizer.model"),
     ],
 )
-def test_invalid_values_name_the_field(tmp_path: Path, flags: dict[str, Any], env: dict[str, str],
-                                       field: str) -> None:
+def test_invalid_values_name_the_field(tmp_path: Path, flags: dict[str, Any], env: dict[str, str], field: str) -> None:
     assert config_error(flags, env, tmp_path).startswith(f"{field}: ")
 
 
@@ -226,3 +229,13 @@ def test_token_limits_are_not_mistaken_for_secrets(tmp_path: Path) -> None:
     )
     extra = resolve_config({}, {}, tmp_path).optimizer.extra
     assert extra == {"max_tokens": 800, "max_completion_tokens": 900, "top_p": 0.9}
+
+
+def test_json_schema_properties_are_not_mistaken_for_secrets(tmp_path: Path) -> None:
+    (tmp_path / "promptopt.yaml").write_text(
+        "executor:\n  extra:\n    response_format:\n      type: json_schema\n      json_schema:\n"
+        "        schema: {properties: {key: {type: string}, token: {type: string}}}\n",
+        encoding="utf-8",
+    )
+    schema = resolve_config({}, {}, tmp_path).executor.extra["response_format"]["json_schema"]["schema"]
+    assert set(schema["properties"]) == {"key", "token"}

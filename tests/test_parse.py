@@ -90,8 +90,10 @@ def test_parse_choice_tolerates_tag_formatting() -> None:
     [
         ("<prompt>Write a haiku.</prompt>", "Write a haiku."),
         ("<prompt>\n```\nWrite a haiku.\n```\n</prompt>", "Write a haiku."),
-        ("<prompt>I'm sorry you had trouble; here is how to write clearly: ...</prompt>",
-         "I'm sorry you had trouble; here is how to write clearly: ..."),
+        (
+            "<prompt>I'm sorry you had trouble; here is how to write clearly: ...</prompt>",
+            "I'm sorry you had trouble; here is how to write clearly: ...",
+        ),
     ],
 )
 def test_parse_prompt(reply: str, expected: str) -> None:

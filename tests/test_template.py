@@ -65,8 +65,15 @@ def test_bundled_template_contents() -> None:
 
 @pytest.mark.parametrize(
     ("line", "expected"),
-    [("count: 50", 50), ("count: '50'", 50), ("count: None", None), ("count: none", None),
-     ("count: null", None), ("count:", None), ("", None)],
+    [
+        ("count: 50", 50),
+        ("count: '50'", 50),
+        ("count: None", None),
+        ("count: none", None),
+        ("count: null", None),
+        ("count:", None),
+        ("", None),
+    ],
 )
 def test_count_forms(line: str, expected: int | None) -> None:
     assert parse_template(f"{line}\n{MINIMAL}").count == expected
@@ -117,8 +124,13 @@ def test_one_line_per_bad_field() -> None:
     assert len(lines) == 5
     assert all(line.startswith("T.yaml: ") for line in lines)
     joined = "\n".join(lines)
-    for field in ("prompt: is required", "requirements:", "count: must be at least 1", "qa[0].extra: unknown key",
-                  "colour: unknown key"):
+    for field in (
+        "prompt: is required",
+        "requirements:",
+        "count: must be at least 1",
+        "qa[0].extra: unknown key",
+        "colour: unknown key",
+    ):
         assert field in joined
 
 

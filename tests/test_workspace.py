@@ -10,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,10 +79,17 @@ def spo_ws(ws: Workspace) -> Workspace:
     return ws
 
 
-def record(number: int, prompt: str = "Write a poem.", **extra: object) -> RoundRecord:
+def record(number: int, prompt: str = "Write a poem.", **extra: Any) -> RoundRecord:
     answers = [AnswerRecord(question="the sea", answer="waves"), AnswerRecord(question="rain", answer="drops")]
-    return RoundRecord(round=number, prompt=prompt, answers=answers, succeed=True, tokens=42,
-                       time="2025-03-01 12:00:00.000000", **extra)  # type: ignore[arg-type]
+    return RoundRecord(
+        round=number,
+        prompt=prompt,
+        answers=answers,
+        succeed=True,
+        tokens=42,
+        time="2025-03-01 12:00:00.000000",
+        **extra,
+    )
 
 
 def temp_files(folder: Path) -> list[str]:
@@ -102,8 +110,7 @@ def test_save_round_writes_spo_layout(ws: Workspace) -> None:
     data = json.loads((ws.base / "Poem" / "prompts" / "results.json").read_text(encoding="utf-8"))
     assert isinstance(data, list) and len(data) == 1
     assert list(data[0])[:6] == SPO_KEYS
-    assert data[0]["answers"] == [{"question": "the sea", "answer": "waves"},
-                                  {"question": "rain", "answer": "drops"}]
+    assert data[0]["answers"] == [{"question": "the sea", "answer": "waves"}, {"question": "rain", "answer": "drops"}]
     assert ws.read_prompt(1) == "Write a poem.\nUse rhyme."
     assert ws.read_prompt(2) is None
 
@@ -194,8 +201,18 @@ def test_unknown_keys_from_other_versions_survive_a_save(ws: Workspace) -> None:
         (b'[{"round": 1' + b"0" * 5000 + b"}]", "not valid JSON"),
         (b"[" * 100_000, "not valid JSON"),
     ],
-    ids=["truncated", "dict", "no-round", "second-no-round", "round-text", "not-objects", "answers-text",
-         "not-utf8", "huge-number", "deep-nesting"],
+    ids=[
+        "truncated",
+        "dict",
+        "no-round",
+        "second-no-round",
+        "round-text",
+        "not-objects",
+        "answers-text",
+        "not-utf8",
+        "huge-number",
+        "deep-nesting",
+    ],
 )
 def test_corrupted_results_are_reported_and_left_alone(ws: Workspace, raw: bytes, expected: str) -> None:
     ws.prompts.mkdir(parents=True)
@@ -281,7 +298,9 @@ def holder(ws: Workspace) -> Iterator[subprocess.Popen[str]]:
     """Another process holding the workspace lock until we write a line to it."""
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLDER, str(ws.base), ws.name],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "locked\n"

@@ -50,9 +50,10 @@ class RoleConfig(BaseModel):
 
 
 def _secret_key(value: Any) -> str | None:
-    """The first key naming a secret ('api_key', 'Authorization'), nested mappings included.
+    """The first key naming a secret ('api_key'), headers included ('extra_headers: {Authorization: …}').
 
-    Whole words only, so 'max_tokens' and 'max_completion_tokens' stay allowed.
+    Whole words only, so 'max_tokens' and 'max_completion_tokens' stay allowed; other nested
+    mappings (a response_format schema with a 'key' property) are not secrets.
     """
     if not isinstance(value, Mapping):
         return None
@@ -60,7 +61,7 @@ def _secret_key(value: Any) -> str | None:
         words = re.split(r"[^a-z]+", str(key).lower())
         if _SECRET_WORDS.intersection(words):
             return str(key)
-        nested = _secret_key(item)
+        nested = _secret_key(item) if "header" in str(key).lower() else None
         if nested is not None:
             return nested
     return None
@@ -93,7 +94,8 @@ class RunConfig(BaseModel):
     strategy_options: dict[str, Any] = Field(default_factory=dict)
 
     def role(self, role: str) -> RoleConfig:
-        return getattr(self, role)  # type: ignore[no-any-return]
+        config: RoleConfig = getattr(self, role)
+        return config
 
     @field_validator("name")
     @classmethod
@@ -171,8 +173,8 @@ def load_file_config(path: Path) -> FileConfig:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping")
-    roles = [data.get(role) for role in ROLES if isinstance(data.get(role), dict)]
-    if any(k in section for section in (data, *roles) for k in ("api_key", "key")):
+    sections: list[dict[str, Any]] = [data, *(v for r in ROLES if isinstance(v := data.get(r), dict))]
+    if any(k in section for section in sections for k in ("api_key", "key")):
         raise ConfigError(f"{path}: api keys belong in the environment, not in the config file")
     try:
         return FileConfig.model_validate(data)

@@ -162,8 +162,8 @@ def parse_template(text: str | bytes, source: str = "template") -> Template:
         message = format_validation_error(source, exc)
         if "faq" in data and "qa" not in data:  # name the key the user wrote
             message = "\n".join(
-                f"{source}: faq{line[len(source) + 4:]}" if line.startswith(f"{source}: qa") else line
-                for line in message.splitlines()
+                f"{source}: faq{line[len(source) + 4 :]}" if line.startswith(f"{source}: qa") else line
+                for line in message.split("\n")
             )
         raise TemplateError(message) from None
 
