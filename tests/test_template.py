@@ -322,3 +322,11 @@ def test_dump_is_what_spo_reads() -> None:
     assert list(data) == ["prompt", "requirements", "count", "qa"]
     assert data["count"] == "None"
     assert data["qa"] == [{"question": "the sea", "answer": ""}]
+
+
+def test_unquoted_yes_no_answers_stay_text() -> None:
+    """SPO users write `answer: Yes` for Navigate; YAML 1.1 would turn it into a boolean."""
+    from promptopt.template import parse_template as parse
+
+    t = parse("prompt: p\nqa:\n  - question: q1\n    answer: Yes\n  - question: q2\n    answer: no\n", "N.yaml")
+    assert [q.answer for q in t.qa] == ["Yes", "no"]

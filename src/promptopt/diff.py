@@ -17,18 +17,38 @@ class Chunk:
 
 
 def word_diff(old: str, new: str) -> list[Chunk]:
-    """Chunks that rebuild `old` (equal+delete) and `new` (equal+insert), compared word by word."""
+    """Chunks that rebuild `old` (equal+delete) and `new` (equal+insert), compared word by word.
+
+    Words are compared without their trailing whitespace, so "poem" → "poem about cats" is one
+    insertion, not a replaced word; a whitespace-only change shows as whitespace-only chunks.
+    """
     a, b = _TOKEN.findall(old), _TOKEN.findall(new)
-    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    matcher = difflib.SequenceMatcher(a=[t.rstrip() for t in a], b=[t.rstrip() for t in b], autojunk=False)
     chunks: list[Chunk] = []
+
+    def add(op: Literal["equal", "insert", "delete"], text: str) -> None:
+        if not text:
+            return
+        if chunks and chunks[-1].op == op:
+            chunks[-1].text += text
+        else:
+            chunks.append(Chunk(op, text))
+
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
-            chunks.append(Chunk("equal", "".join(a[i1:i2])))
+            for x, y in zip(a[i1:i2], b[j1:j2], strict=True):
+                word = x.rstrip()
+                add("equal", word)
+                if x[len(word):] == y[len(word):]:
+                    add("equal", x[len(word):])
+                else:
+                    add("delete", x[len(word):])
+                    add("insert", y[len(word):])
             continue
         if op in ("delete", "replace"):
-            chunks.append(Chunk("delete", "".join(a[i1:i2])))
+            add("delete", "".join(a[i1:i2]))
         if op in ("insert", "replace"):
-            chunks.append(Chunk("insert", "".join(b[j1:j2])))
+            add("insert", "".join(b[j1:j2]))
     return chunks
 
 

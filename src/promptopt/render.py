@@ -43,8 +43,13 @@ def diff_text(old: str, new: str) -> Text:
         if chunk.op == "equal":
             text.append(chunk.text)
             continue
-        body = chunk.text.rstrip()
-        tail = chunk.text[len(body):]
+        body = chunk.text.strip()
+        if not body:  # a whitespace-only change: show the new layout, unmarked
+            text.append(chunk.text if chunk.op == "insert" else "")
+            continue
+        lead = chunk.text[: len(chunk.text) - len(chunk.text.lstrip())]
+        tail = chunk.text[len(chunk.text.rstrip()):]
+        text.append(lead)
         if chunk.op == "insert":
             text.append(f"{{+{body}+}}", style="bold green")
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,19 @@ MAX_TEMPLATE_BYTES = 1_000_000
 _NONE_STRINGS = {"", "none", "null", "~"}
 
 
+class TemplateLoader(yaml.SafeLoader):
+    """Safe YAML where only true/false are booleans: `answer: Yes` stays the text "Yes"."""
+
+
+TemplateLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+TemplateLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 class QA(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -24,7 +38,7 @@ class QA(BaseModel):
     @field_validator("question", mode="before")
     @classmethod
     def _question(cls, v: Any) -> Any:
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if isinstance(v, (int, float)):
             v = str(v)
         if isinstance(v, str):
             if not v.strip():
@@ -37,7 +51,7 @@ class QA(BaseModel):
     def _answer(cls, v: Any) -> Any:
         if v is None:
             return None
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if isinstance(v, (int, float)):
             return str(v)
         if isinstance(v, str):
             return None if v.strip().lower() in _NONE_STRINGS else v.strip()
@@ -146,7 +160,7 @@ def parse_template(text: str | bytes, source: str = "template") -> Template:
     if len(text) > MAX_TEMPLATE_BYTES:
         raise TemplateError(f"{source}: file is larger than {MAX_TEMPLATE_BYTES // 1000} kB")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=TemplateLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
