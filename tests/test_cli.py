@@ -197,3 +197,15 @@ def test_no_cache_pays_again(here: Path, stub: Any) -> None:
     assert invoke("optimize", "-t", "Poem", "-r", "1", "--no-cache", *model_flags(stub)).exit_code == 0
     assert invoke("optimize", "-t", "Poem", "-r", "1", "--no-cache", "--name", "P2", *model_flags(stub)).exit_code == 0
     assert stub.count() == 6
+
+
+def test_compare_reports_accuracy_with_a_metric(here: Path, stub: Any) -> None:
+    (here / "M.yaml").write_text(
+        "prompt: p\nmetric: contains\nqa:\n  - question: say yes\n    answer: 'say yes'\n"
+        "  - question: say no\n    answer: 'nothing matches this'\n"
+    )
+    result = invoke("compare", "A prompt", "B prompt", "--template", "M.yaml", "--json", *model_flags(stub))
+    data = json.loads(result.stdout)
+    # The stub echoes the prompt and question: "say yes" appears in the answer, the other reference never does.
+    assert data["metric"] == "contains" and data["a_accuracy"] == 0.5 and data["b_accuracy"] == 0.5
+    assert [q["a_correct"] for q in data["questions"]] == [True, False]

@@ -183,6 +183,12 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
     template, path = load_template(template_ref)
     config = _build_config(flags)
     get_strategy(config.strategy)
+    gpo_only = sorted(k for k in config.strategy_options if k in {"retrieval", "top_k", "edit_budget", "candidates"})
+    if gpo_only and config.strategy != "gpo":
+        from promptopt.errors import ConfigError
+
+        flag = "--" + gpo_only[0].replace("_", "-")
+        raise ConfigError(f"{flag} applies to --strategy gpo (this run uses {config.strategy})")
     if config.name is None:
         config = config.model_copy(update={"name": path.stem})
     ws = Workspace(config.workspace, config.name)

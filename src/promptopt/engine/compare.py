@@ -110,10 +110,11 @@ async def compare_prompts(
     ]
     if metric:
         from promptopt.engine.metrics import get_metric
+        from promptopt.engine.scoring import correct_marks
 
         score = get_metric(metric)
+        marks_a = correct_marks(answers_a, golden, score)
+        marks_b = correct_marks(answers_b, golden, score)
         for i, row in enumerate(rows):
-            if golden[i] is not None:
-                row.a_correct = row.answer_a.error is None and score(row.answer_a.answer, golden[i] or "")
-                row.b_correct = row.answer_b.error is None and score(row.answer_b.answer, golden[i] or "")
+            row.a_correct, row.b_correct = marks_a[i], marks_b[i]
     return CompareResult(a_prompt, b_prompt, rows, metric=metric)

@@ -65,9 +65,11 @@ def estimate_run(template: Template, config: RunConfig, records: list[RoundRecor
         "evaluator": (judge_prompt, 200),
     }
     totals = {role: RoleEstimate() for role in ROLES}
+    # Strategies drop judge calls when a metric decides: tell them whether one will.
+    opts = {**config.strategy_options, "metric": template.metric if template.has_answers else None}
     for n in rounds:
-        calls = (strategy.first_round_calls(q, config.strategy_options) if n == 1
-                 else strategy.calls_per_round(q, config.votes, config.strategy_options))
+        calls = (strategy.first_round_calls(q, opts) if n == 1
+                 else strategy.calls_per_round(q, config.votes, opts))
         for role, count in calls.as_dict().items():
             totals[role].calls += count
             totals[role].prompt_tokens += count * per_call[role][0]

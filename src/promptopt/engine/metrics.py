@@ -36,7 +36,7 @@ def extract_choice(output: str, pattern: str = DEFAULT_CHOICE) -> str | None:
     if not lines:
         return None
     last_line = lines[-1]
-    m = re.search(r"(?:final answer|answer)\s*(?:is|:)\s*(.+)$", last_line, re.IGNORECASE)
+    m = re.search(r"(?:final answer|answer)\s*(?:is\s*:?|:)\s*(.+)$", last_line, re.IGNORECASE)
     return (m.group(1) if m else last_line).strip()
 
 

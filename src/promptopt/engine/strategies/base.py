@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -124,9 +125,16 @@ class Strategy(ABC):
         return await execute(self.ctx.llm, record.prompt, self.ctx.questions)
 
     async def propose(
-        self, messages: list[dict[str, str]], number: int, unchanged: str | None = None, slot: int = 0
+        self,
+        messages: list[dict[str, str]],
+        number: int,
+        unchanged: str | None = None,
+        slot: int = 0,
+        parse: Callable[[str], str | None] = parse_prompt,
+        what: str = "<prompt>",
     ) -> Proposal:
-        """Ask the optimizer for a <prompt>; retry (bounded) on a missing, empty or unchanged one.
+        """Ask the optimizer for a <prompt> (or what `parse` extracts); retry (bounded) on a
+        missing, empty or unchanged one.
 
         The cache sample is keyed by round, slot and attempt: a round that repeats an earlier
         round's request still gets a fresh candidate, and a resumed round gets the same one.
@@ -145,12 +153,12 @@ class Strategy(ABC):
                 continue
             analysis = extract_tag(reply.text, "analyse") or extract_tag(reply.text, "analysis")
             modification = extract_tag(reply.text, "modification")
-            prompt = parse_prompt(reply.text)
+            prompt = parse(reply.text)
             if prompt is None:
-                last_error = "reply had no usable <prompt>"
+                last_error = f"reply had no usable {what}"
                 continue
-            if unchanged is not None and prompt.strip() == unchanged.strip():
-                last_error = "reply repeated the current prompt unchanged"
+            if unchanged is not None and " ".join(prompt.split()) == " ".join(unchanged.split()):
+                last_error = "reply repeated the current text unchanged"
                 continue
             return Proposal(prompt, analysis, modification, attempts=attempt + 1)
         return Proposal(None, analysis, modification, error=f"optimizer: {last_error} ({attempts} attempts)",

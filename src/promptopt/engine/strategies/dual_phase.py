@@ -32,7 +32,7 @@ from promptopt.engine.strategies.base import (
     format_qa_block,
     register,
 )
-from promptopt.errors import ConfigError, LLMError
+from promptopt.errors import ConfigError
 from promptopt.workspace import AnswerRecord, RoundRecord
 
 INITIAL_WEIGHT = 1.0
@@ -121,6 +121,16 @@ def _float_option(options: dict[str, Any], key: str, default: float, low: float,
     if not low <= number <= high:
         raise ConfigError(f"strategy option {key}={number:g}: must be between {low:g} and {high:g}")
     return number
+
+
+def parse_sentence(text: str) -> str | None:
+    """The <sentence> of a rewrite reply; a one-sentence <prompt> is accepted too."""
+    sentence = extract_tag(text, "sentence")
+    if not sentence:
+        # Models sometimes answer in the <prompt> tag they were shown: fine if it is one sentence.
+        alt = parse_prompt(text)
+        sentence = alt if alt and len(split_sentences(alt)) == 1 else None
+    return sentence or None
 
 
 @register
@@ -232,31 +242,8 @@ class DualPhase(Strategy):
         return [{"role": "user", "content": content}]
 
     async def propose_sentence(self, messages: list[dict[str, str]], number: int, old: str) -> Proposal:
-        """Like `propose`, for a <sentence> reply: bounded retries, cache samples keyed by round/attempt."""
-        attempts = self.ctx.config.optimizer_attempts
-        last_error, analysis = "no reply", None
-        for attempt in range(attempts):
-            try:
-                reply = await self.ctx.llm.complete("optimizer", messages, sample=number * 1000 + attempt)
-            except LLMError as exc:
-                if not exc.retryable:
-                    raise
-                last_error = str(exc)
-                continue
-            analysis = extract_tag(reply.text, "analyse") or extract_tag(reply.text, "analysis")
-            sentence = extract_tag(reply.text, "sentence")
-            if not sentence:
-                # Models sometimes answer in the <prompt> tag they were shown: fine if it is one sentence.
-                alt = parse_prompt(reply.text)
-                sentence = alt if alt and len(split_sentences(alt)) == 1 else None
-            if not sentence:
-                last_error = "reply had no usable <sentence>"
-            elif " ".join(sentence.split()) == " ".join(old.split()):
-                last_error = "reply repeated the sentence unchanged"
-            else:
-                return Proposal(sentence, analysis, attempts=attempt + 1)
-        error = f"optimizer: {last_error} ({attempts} attempts)"
-        return Proposal(None, analysis, error=error, attempts=attempts)
+        """`propose` for a <sentence> reply."""
+        return await self.propose(messages, number, unchanged=old, parse=parse_sentence, what="<sentence>")
 
     async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord:
         events = self.ctx.events
@@ -307,7 +294,7 @@ class DualPhase(Strategy):
 
     def _rejected(self, record: RoundRecord, sentences: list[str], weights: list[float], tried: list[int],
                   stale: int, pick: dict[str, Any], reward: float, error: str | None = None) -> RoundRecord:
-        """The best prompt stays; the picked sentence loses weight and counts as tried."""
+        """The best prompt stays; the picked sentence's weight moves by the reward and it counts as tried."""
         index, probability = pick["picked"], pick["probability"]
         weights = exp3_update(weights, index, reward, probability, self.eta)
         tried = sorted({*tried, index})

@@ -267,7 +267,7 @@ class GPO(Strategy):
         shown = sorted(retrieved, key=lambda e: (e.round, e.candidate))  # oldest first: a direction
         trajectory = "\n\n".join(
             f"### Version from round {e.round} (score {e.score:.2f})\n{e.prompt.strip()}" for e in shown
-        ) or "(none yet: this is the first step)"
+        ) or "(none to show yet)"
         content = prompts.render(
             "gpo",
             requirements=t.requirements.strip() or "(none given)",
@@ -329,15 +329,7 @@ class GPO(Strategy):
         drafts = await gather_ordered(
             self.draft(messages, number, i, base.prompt, budget) for i in range(opts.candidates)
         )
-        seen: dict[str, int] = {}
-        for d in drafts:
-            if d.prompt is not None:
-                key = d.prompt.strip()
-                if key in seen:  # executing the same prompt twice would only cost calls
-                    d.prompt, d.error = None, f"same prompt as candidate {seen[key] + 1}"
-                else:
-                    seen[key] = d.index
-        live = [d for d in drafts if d.prompt is not None]
+        live = drop_duplicates(drafts)
 
         events.phase(number, "execute")
         questions = self.ctx.questions
@@ -356,6 +348,8 @@ class GPO(Strategy):
         winners = [r for r in results if r[2].beats_current]
         # max() keeps the first of equals: ties go to the earlier candidate.
         pick = max(winners or results, key=lambda r: r[2].score) if results else None
+        accepted = pick[0] if pick is not None and winners else None
+        score_of = {id(d): s for d, _, s in results}
 
         state: dict[str, Any] = {
             "edit_budget": budget,
@@ -363,9 +357,7 @@ class GPO(Strategy):
             "top_k": opts.top_k,
             "retrieved": [[e.round, e.candidate] for e in retrieved],
             "base_score": base_score,
-            "candidates": [candidate_state(d, next((s for x, _, s in results if x is d), None),
-                                          accepted=pick is not None and pick[0] is d and bool(winners))
-                           for d in drafts],
+            "candidates": [candidate_state(d, score_of.get(id(d)), d is accepted) for d in drafts],
         }
         record = RoundRecord(round=number, base_round=base.round, state=state)
         if pick is None:
@@ -380,6 +372,20 @@ class GPO(Strategy):
         record.verdict = "accepted" if record.succeed else "rejected"
         record.state["chosen"] = d.index
         return record
+
+
+def drop_duplicates(drafts: list[Draft]) -> list[Draft]:
+    """Drafts with a prompt, each prompt once: running the same prompt twice would only cost calls."""
+    seen: dict[str, int] = {}
+    for d in drafts:
+        if d.prompt is None:
+            continue
+        key = d.prompt.strip()
+        if key in seen:
+            d.prompt, d.error = None, f"same prompt as candidate {seen[key] + 1}"
+        else:
+            seen[key] = d.index
+    return [d for d in drafts if d.prompt is not None]
 
 
 def candidate_state(draft: Draft, score: Score | None, accepted: bool) -> dict[str, Any]:

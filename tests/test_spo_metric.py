@@ -1,0 +1,101 @@
+"""SPO with a template metric: the judge must prefer the candidate AND its accuracy must not drop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promptopt.config import RunConfig
+from promptopt.engine.loop import RunResult, run_optimization
+from promptopt.template import Template, parse_template
+from promptopt.workspace import Workspace
+from tests.conftest import FakeLLM
+
+YAML = """\
+prompt: |
+  Answer the question.{plus}
+requirements: |
+  Answer correctly.
+count: None
+qa:
+  - question: Is the sky blue?
+    answer: "{a1}"
+  - question: Is fire cold?
+    answer: "{a2}"
+  - question: Is water wet?
+    answer: "{a3}"
+"""
+GOLD = {"Is the sky blue?": "yes", "Is fire cold?": "no", "Is water wet?": "yes"}
+ORDER = list(GOLD)
+VOTE = "<analyse>x</analyse><choose>{}</choose>"
+CANDIDATE_WINS = [VOTE.format("B"), VOTE.format("A")]  # unswapped: candidate is B; swapped: it is A
+BASE_WINS = [VOTE.format("A"), VOTE.format("B")]
+
+
+def template(plus: str = "", metric: str | None = "choice", answers: bool = True) -> Template:
+    gold = [GOLD[q] if answers else "" for q in ORDER]
+    text = YAML.format(plus=f" {plus}" if plus else "", a1=gold[0], a2=gold[1], a3=gold[2])
+    return parse_template(text + (f"metric: {metric}\n" if metric else ""), "X.yaml")
+
+
+def metric_executor(messages: list[dict[str, Any]]) -> str:
+    """A prompt with n '+' answers the first n questions right and the others wrong."""
+    prompt, question = messages[-1]["content"].rsplit("\n\n", 1)
+    right = GOLD[question.strip()]
+    wrong = "no" if right == "yes" else "yes"
+    return f"<answer>{right if ORDER.index(question.strip()) < prompt.count('+') else wrong}</answer>"
+
+
+def run(t: Template, candidate: str, votes: list[str], tmp_path: Path) -> tuple[RunResult, FakeLLM]:
+    llm = FakeLLM({"optimizer": [f"<prompt>{candidate}</prompt>"], "executor": [metric_executor] * 100,
+                   "evaluator": votes})
+    config = RunConfig(strategy="spo", max_rounds=2, votes=2)
+    return asyncio.run(run_optimization(t, config, llm, Workspace(tmp_path / "ws", "x"))), llm
+
+
+def test_round_one_records_its_accuracy(tmp_path: Path) -> None:
+    result, _ = run(template("+"), "Reply to the question. +", CANDIDATE_WINS, tmp_path)
+    assert result.records[0].score == pytest.approx(1 / 3)
+
+
+def test_a_judge_win_at_equal_accuracy_is_accepted(tmp_path: Path) -> None:
+    result, llm = run(template("+"), "Reply to the question. +", CANDIDATE_WINS, tmp_path)
+    record = result.records[1]
+    assert (record.verdict, record.succeed) == ("win", True)
+    assert record.score == pytest.approx(1 / 3)
+    assert record.state["base_accuracy"] == pytest.approx(1 / 3)
+    assert llm.calls("evaluator") == 2  # the judge still runs: the metric cannot see the requirements
+
+
+def test_a_judge_win_with_lower_accuracy_is_rejected(tmp_path: Path) -> None:
+    result, _ = run(template("++"), "Reply to the question. +", CANDIDATE_WINS, tmp_path)
+    record = result.records[1]
+    assert record.vote_marks == "✓✓"
+    assert (record.verdict, record.succeed) == ("lose", False)
+    assert record.score == pytest.approx(1 / 3)
+    assert record.state["base_accuracy"] == pytest.approx(2 / 3)
+    assert result.best.round == 1
+
+
+def test_higher_accuracy_without_the_judge_is_rejected(tmp_path: Path) -> None:
+    result, _ = run(template("+"), "Reply to the question. +++", BASE_WINS, tmp_path)
+    record = result.records[1]
+    assert record.score == 1.0
+    assert (record.verdict, record.succeed) == ("lose", False)
+
+
+def test_without_a_metric_spo_is_unchanged(tmp_path: Path) -> None:
+    result, llm = run(template("+", metric=None), "Reply to the question.", CANDIDATE_WINS, tmp_path)
+    assert [r.score for r in result.records] == [None, None]
+    assert result.records[1].state == {}
+    assert result.records[1].verdict == "win"
+    assert llm.calls() == 3 + 1 + 3 + 2
+
+
+def test_a_metric_without_reference_answers_falls_back_to_the_judge(tmp_path: Path) -> None:
+    result, _ = run(template("++", answers=False), "Reply to the question. +", CANDIDATE_WINS, tmp_path)
+    assert [r.score for r in result.records] == [None, None]
+    assert result.records[1].verdict == "win"
