@@ -202,11 +202,16 @@ def round_detail(record: RoundRecord, base: RoundRecord | None) -> RenderableTyp
         parts.append(Text(f"error: {record.error}", style="red"))
     if record.modification:
         parts.append(Text(f"modification: {record.modification}", style="italic"))
-    if base is not None:
+    if not record.prompt.strip():
+        parts.append(Text("no candidate prompt was produced in this round", style="dim"))
+    elif base is not None:
         parts.append(Panel(diff_text(base.prompt.strip(), record.prompt.strip()),
                            title=f"prompt, diff against round {base.round}", title_align="left"))
     else:
         parts.append(Panel(Text(record.prompt.strip()), title="prompt", title_align="left"))
+    state = strategy_state(record)
+    if state is not None:
+        parts.append(state)
     for i, vote in enumerate(record.votes, 1):
         order = "candidate shown as A" if vote.swapped else "candidate shown as B"
         body = vote.analysis or vote.error or ""
@@ -224,8 +229,37 @@ def round_detail(record: RoundRecord, base: RoundRecord | None) -> RenderableTyp
             cells.append((b.answer if b and b.error is None else f"[failed] {b.error}" if b else "").strip())
         cells.append(a.answer.strip() if a.error is None else f"[failed] {a.error}")
         table.add_row(*cells)
-    parts.append(table)
+    if record.answers:
+        parts.append(table)
     return Group(*parts)
+
+
+def strategy_state(record: RoundRecord) -> RenderableType | None:
+    """GPO's candidates or Dual-Phase's rewritten sentence and weights, when the round has them."""
+    state = record.state or {}
+    if isinstance(state.get("candidates"), list):
+        table = Table(title=f"GPO candidates (edit budget {state.get('edit_budget')} words, "
+                            f"retrieval {state.get('retrieval')}, base score {state.get('base_score')})",
+                      title_justify="left", show_edge=False)
+        for col in ("#", "score", "votes", "edits", "accepted", "prompt"):
+            table.add_column(col, no_wrap=col != "prompt", overflow="ellipsis")
+        for i, c in enumerate(state["candidates"], 1):
+            score = c.get("score")
+            table.add_row(str(i), "" if score is None else f"{score:.2f}", c.get("votes", ""),
+                          str(c.get("edit_distance", "")), "yes" if c.get("accepted") else "",
+                          c.get("error") or " ".join(str(c.get("prompt", "")).split())[:120])
+        return table
+    if "old_sentence" in state:
+        text = Text()
+        text.append(f"rewrote sentence {int(state.get('picked', 0)) + 1} "
+                    f"(p={float(state.get('probability', 0)):.2f}, reward {float(state.get('reward', 0)):+.2f})\n")
+        text.append(f"- {state.get('old_sentence', '')}\n", style="red")
+        if state.get("new_sentence"):
+            text.append(f"+ {state.get('new_sentence')}\n", style="green")
+        weights = state.get("weights") or []
+        text.append("weights: " + " ".join(f"{float(w):.2f}" for w in weights), style="dim")
+        return Panel(text, title="Dual-Phase", title_align="left")
+    return None
 
 
 def estimate_table(est: Estimate, currency_note: bool = True) -> RenderableType:
