@@ -170,6 +170,26 @@ class Strategy(ABC):
                            self.ctx.config.votes)
 
 
+def number_option(
+    options: dict[str, Any], key: str, default: float, low: float, high: float,
+    whole: bool = False, flag: str | None = None,
+) -> float:
+    """A numeric strategy option, checked against its range; errors name the flag."""
+    name = flag or f"strategy option {key}"
+    value = options.get(key)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+        if whole and number != int(number):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} {value}: expected a {'whole number' if whole else 'number'}") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{name} {number:g}: must be between {low:g} and {high:g}")
+    return int(number) if whole else number
+
+
 STRATEGIES: dict[str, type[Strategy]] = {}
 
 

@@ -30,9 +30,9 @@ from promptopt.engine.strategies.base import (
     RunContext,
     Strategy,
     format_qa_block,
+    number_option,
     register,
 )
-from promptopt.errors import ConfigError
 from promptopt.workspace import AnswerRecord, RoundRecord
 
 INITIAL_WEIGHT = 1.0
@@ -110,19 +110,6 @@ def exp3_update(weights: Sequence[float], index: int, reward: float, probability
 # --- the strategy ----------------------------------------------------------------------------
 
 
-def _float_option(options: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
-    value = options.get(key)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"strategy option {key}={value}: expected a number") from None
-    if not low <= number <= high:
-        raise ConfigError(f"strategy option {key}={number:g}: must be between {low:g} and {high:g}")
-    return number
-
-
 def parse_sentence(text: str) -> str | None:
     """The <sentence> of a rewrite reply; a one-sentence <prompt> is accepted too."""
     sentence = extract_tag(text, "sentence")
@@ -140,8 +127,8 @@ class DualPhase(Strategy):
     def __init__(self, ctx: RunContext) -> None:
         super().__init__(ctx)
         options = ctx.config.strategy_options
-        self.eta = _float_option(options, "eta", 0.5, 0.0, 10.0)
-        self.patience = int(_float_option(options, "patience", 3, 1, 100))
+        self.eta = number_option(options, "eta", 0.5, 0.0, 10.0)
+        self.patience = int(number_option(options, "patience", 3, 1, 100, whole=True))
         self.scorer = Scorer(ctx, self.compare)
 
     @classmethod

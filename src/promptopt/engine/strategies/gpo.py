@@ -24,7 +24,14 @@ from promptopt.diff import word_edit_distance
 from promptopt.engine.concurrency import gather_ordered
 from promptopt.engine.execute import execute
 from promptopt.engine.scoring import SELF_SCORE, Score, Scorer
-from promptopt.engine.strategies.base import CallEstimate, RunContext, Strategy, format_qa_block, register
+from promptopt.engine.strategies.base import (
+    CallEstimate,
+    RunContext,
+    Strategy,
+    format_qa_block,
+    number_option,
+    register,
+)
 from promptopt.engine.strategies.spo import count_rule
 from promptopt.errors import ConfigError
 from promptopt.workspace import AnswerRecord, RoundRecord
@@ -50,22 +57,9 @@ class GPOOptions:
         retrieval = str(options.get("retrieval") or "recency").strip().lower()
         if retrieval not in RETRIEVAL_MODES:
             raise ConfigError(f"--retrieval {retrieval}: unknown (choose from {', '.join(RETRIEVAL_MODES)})")
-        top_k = _int_option(options, "top_k", "--top-k", 3, 0, 20)
-        candidates = _int_option(options, "candidates", "--candidates", 2, 1, MAX_CANDIDATES)
+        top_k = int(number_option(options, "top_k", 3, 0, 20, whole=True, flag="--top-k"))
+        candidates = int(number_option(options, "candidates", 2, 1, MAX_CANDIDATES, whole=True, flag="--candidates"))
         return cls(cast(Mode, retrieval), top_k, parse_edit_budget(options.get("edit_budget")), candidates)
-
-
-def _int_option(options: Mapping[str, Any], key: str, flag: str, default: int, low: int, high: int) -> int:
-    value = options.get(key)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{flag} {value}: expected a whole number") from None
-    if not low <= number <= high:
-        raise ConfigError(f"{flag} {number}: must be between {low} and {high}")
-    return number
 
 
 def parse_edit_budget(value: object) -> tuple[int, int]:
