@@ -8,9 +8,9 @@ import os
 import random
 import signal
 import subprocess
-from collections import Counter
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -293,7 +293,7 @@ def test_sigkill_mid_round_then_rerun_repeats_no_finished_call(here: Path) -> No
         first = stub.requests
         finished = Counter(body_hash(r) for r in first if r["t_end"] and r["t_end"] < killed_at - 0.1)
         done = cli(here, *args)
-        out, err = done.communicate(timeout=120)
+        _out, err = done.communicate(timeout=120)
         assert done.returncode == 0, err
         rerun = Counter(body_hash(r) for r in stub.requests[len(first):])
         clean = clean_run(stub, *args[1:5])
@@ -311,7 +311,7 @@ def test_signal_saves_completed_rounds_and_says_how_to_resume(here: Path, signum
         proc = cli(here, "optimize", "-t", "Poem", "-r", "6", *flags(stub))
         wait_for(lambda: stub.count() >= 3 + 8 + 2)
         proc.send_signal(signum)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     assert proc.returncode == code
     assert "rerun the same command" in err and "Traceback" not in err
     data = assert_sound(here / "workspace/Poem", [1, 2])
@@ -324,7 +324,7 @@ def test_second_run_on_the_same_workspace_is_refused(here: Path) -> None:
         first = cli(here, "optimize", "-t", "Poem", "-r", "3", *flags(stub))
         wait_for(lambda: stub.count() >= 1)
         second = cli(here, "optimize", "-t", "Poem", "-r", "3", *flags(stub))
-        out, err = second.communicate(timeout=60)
+        _out, err = second.communicate(timeout=60)
         assert second.returncode == 5
         assert "in use by pid" in err
         first.communicate(timeout=120)
@@ -341,5 +341,5 @@ def test_stale_lock_from_a_killed_run_is_taken_over(here: Path) -> None:
         proc.wait(10)
         assert "pid" in (here / "workspace/Poem/.lock").read_text()
         again = cli(here, "optimize", "-t", "Poem", "-r", "2", *flags(stub))
-        out, err = again.communicate(timeout=120)
+        _out, err = again.communicate(timeout=120)
     assert again.returncode == 0, err

@@ -4,49 +4,23 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from promptopt.config import RunConfig
 from promptopt.engine.loop import RunResult, run_optimization
-from promptopt.template import Template, parse_template
+from promptopt.template import Template
 from promptopt.workspace import Workspace
 from tests.conftest import FakeLLM
+from tests.yes_no import metric_executor, yes_no_template
 
-YAML = """\
-prompt: |
-  Answer the question.{plus}
-requirements: |
-  Answer correctly.
-count: None
-qa:
-  - question: Is the sky blue?
-    answer: "{a1}"
-  - question: Is fire cold?
-    answer: "{a2}"
-  - question: Is water wet?
-    answer: "{a3}"
-"""
-GOLD = {"Is the sky blue?": "yes", "Is fire cold?": "no", "Is water wet?": "yes"}
-ORDER = list(GOLD)
 VOTE = "<analyse>x</analyse><choose>{}</choose>"
 CANDIDATE_WINS = [VOTE.format("B"), VOTE.format("A")]  # unswapped: candidate is B; swapped: it is A
 BASE_WINS = [VOTE.format("A"), VOTE.format("B")]
 
 
 def template(plus: str = "", metric: str | None = "choice", answers: bool = True) -> Template:
-    gold = [GOLD[q] if answers else "" for q in ORDER]
-    text = YAML.format(plus=f" {plus}" if plus else "", a1=gold[0], a2=gold[1], a3=gold[2])
-    return parse_template(text + (f"metric: {metric}\n" if metric else ""), "X.yaml")
-
-
-def metric_executor(messages: list[dict[str, Any]]) -> str:
-    """A prompt with n '+' answers the first n questions right and the others wrong."""
-    prompt, question = messages[-1]["content"].rsplit("\n\n", 1)
-    right = GOLD[question.strip()]
-    wrong = "no" if right == "yes" else "yes"
-    return f"<answer>{right if ORDER.index(question.strip()) < prompt.count('+') else wrong}</answer>"
+    return yes_no_template("Answer the question." + (f" {plus}" if plus else ""), metric, answers)
 
 
 def run(t: Template, candidate: str, votes: list[str], tmp_path: Path) -> tuple[RunResult, FakeLLM]:

@@ -21,26 +21,11 @@ from promptopt.engine.strategies.dual_phase import (
     rewritable,
     split_sentences,
 )
-from promptopt.template import Template, parse_template
+from promptopt.template import Template
 from promptopt.workspace import Workspace
 from tests.conftest import FakeLLM
+from tests.yes_no import metric_executor, quality_executor, quality_judge, yes_no_template
 
-YAML = """\
-prompt: |
-  Say yes or no.
-requirements: |
-  Answer correctly with yes or no.
-count: None
-qa:
-  - question: Is the sky blue?
-    answer: "yes"
-  - question: Is fire cold?
-    answer: "no"
-  - question: Is water wet?
-    answer: "yes"
-"""
-GOLD = {"Is the sky blue?": "yes", "Is fire cold?": "no", "Is water wet?": "yes"}
-ORDER = list(GOLD)
 STRUCTURED = (
     "Task type: yes or no questions.\n"
     "Task description: answer each question with yes or no.\n"
@@ -51,35 +36,7 @@ STRUCTURED = (
 
 
 def template(metric: str | None = None) -> Template:
-    return parse_template(YAML + (f"metric: {metric}\n" if metric else ""), "X.yaml")
-
-
-def split(messages: list[dict[str, Any]]) -> tuple[str, str]:
-    prompt, question = messages[-1]["content"].rsplit("\n\n", 1)
-    return prompt, question.strip()
-
-
-def quality_executor(messages: list[dict[str, Any]]) -> str:
-    prompt, question = split(messages)
-    return f"quality={prompt.count('+')} answer to {question}"
-
-
-def metric_executor(messages: list[dict[str, Any]]) -> str:
-    """A prompt with n '+' answers the first n questions right and the others wrong."""
-    prompt, question = split(messages)
-    right = GOLD[question]
-    wrong = "no" if right == "yes" else "yes"
-    return f"<answer>{right if ORDER.index(question) < prompt.count('+') else wrong}</answer>"
-
-
-_QUALITY = re.compile(r"^(A|B): quality=(\d+)", re.MULTILINE)
-
-
-def quality_judge(messages: list[dict[str, Any]]) -> str:
-    totals = {"A": 0, "B": 0}
-    for letter, q in _QUALITY.findall(messages[-1]["content"]):
-        totals[letter] += int(q)
-    return f"<analyse>x</analyse><choose>{'B' if totals['B'] > totals['A'] else 'A'}</choose>"
+    return yes_no_template("Say yes or no.", metric, requirements="Answer correctly with yes or no.")
 
 
 def sentence_asked(messages: list[dict[str, Any]]) -> str:

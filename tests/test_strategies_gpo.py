@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 from pathlib import Path
 from typing import Any
 
@@ -27,61 +26,14 @@ from promptopt.engine.strategies.gpo import (
     similarity,
 )
 from promptopt.errors import ConfigError
-from promptopt.template import Template, parse_template
+from promptopt.template import Template
 from promptopt.workspace import Workspace
 from tests.conftest import FakeLLM
-
-YAML = """\
-prompt: |
-  Answer the question.{plus}
-requirements: |
-  Answer correctly.
-count: None
-qa:
-  - question: Is the sky blue?
-    answer: "yes"
-  - question: Is fire cold?
-    answer: "no"
-  - question: Is water wet?
-    answer: "yes"
-"""
-GOLD = {"Is the sky blue?": "yes", "Is fire cold?": "no", "Is water wet?": "yes"}
-ORDER = list(GOLD)
+from tests.yes_no import QUALITY, metric_executor, quality_executor, quality_judge, yes_no_template
 
 
 def template(plus: str = "", metric: str | None = None) -> Template:
-    text = YAML.format(plus=f" {plus}" if plus else "")
-    return parse_template(text + (f"metric: {metric}\n" if metric else ""), "X.yaml")
-
-
-def split(messages: list[dict[str, Any]]) -> tuple[str, str]:
-    prompt, question = messages[-1]["content"].rsplit("\n\n", 1)
-    return prompt, question.strip()
-
-
-def quality_executor(messages: list[dict[str, Any]]) -> str:
-    """The answer carries its prompt's quality: the number of '+' in the prompt."""
-    prompt, question = split(messages)
-    return f"quality={prompt.count('+')} answer to {question}"
-
-
-def metric_executor(messages: list[dict[str, Any]]) -> str:
-    """A prompt with n '+' answers the first n questions right and the others wrong."""
-    prompt, question = split(messages)
-    right = GOLD[question]
-    wrong = "no" if right == "yes" else "yes"
-    return f"Thinking. <answer>{right if ORDER.index(question) < prompt.count('+') else wrong}</answer>"
-
-
-_QUALITY = re.compile(r"^(A|B): quality=(\d+)", re.MULTILINE)
-
-
-def quality_judge(messages: list[dict[str, Any]]) -> str:
-    """Prefers the answer set of higher quality; on a tie, position A."""
-    totals = {"A": 0, "B": 0}
-    for letter, q in _QUALITY.findall(messages[-1]["content"]):
-        totals[letter] += int(q)
-    return f"<analyse>x</analyse><choose>{'B' if totals['B'] > totals['A'] else 'A'}</choose>"
+    return yes_no_template("Answer the question." + (f" {plus}" if plus else ""), metric)
 
 
 class GradedJudge:
@@ -98,7 +50,7 @@ class GradedJudge:
         content = messages[-1]["content"]
         self.seen[content] = self.seen.get(content, 0) + 1
         totals = {"A": 0, "B": 0}
-        for letter, q in _QUALITY.findall(content):
+        for letter, q in QUALITY.findall(content):
             totals[letter] += int(q)
         better = "B" if totals["B"] > totals["A"] else "A"
         if (totals["A"], totals["B"]) == (6, 3) and self.seen[content] == 2:
