@@ -49,6 +49,9 @@ class ResponseCache:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: never corrupt, survives kill -9; skips an fsync per write that would
+            # block the event loop (6 ms a call, 200 calls a round on wide runs).
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, model TEXT, role TEXT,"
                 " value TEXT NOT NULL, created REAL NOT NULL)"
@@ -77,6 +80,20 @@ class ResponseCache:
             )
         except sqlite3.Error:
             pass  # a cache that cannot write only costs money later, it never stops a run
+
+    def completion_averages(self, models: dict[str, str]) -> dict[str, float]:
+        """Mean completion tokens of earlier replies per role, for the model each role uses now."""
+        out: dict[str, float] = {}
+        for role, model in models.items():
+            try:
+                row = self._db.execute(
+                    "SELECT AVG(json_extract(value, '$.completion_tokens')), COUNT(*) FROM responses"
+                    " WHERE model = ? AND role = ?", (model, role)).fetchone()
+            except sqlite3.Error:
+                continue
+            if row and row[1] and row[0] is not None:
+                out[role] = float(row[0])
+        return out
 
     def stats(self) -> CacheStats:
         rows = self._db.execute("SELECT model, COUNT(*) FROM responses GROUP BY model").fetchall()

@@ -233,8 +233,14 @@ def _dry_run(template: Any, config: Any, ws: Any, json_out: bool) -> None:
 
     records = ws.load()
     check_strategy(records, config.strategy)
-    _, first = resume_point(records, config.initial_round)
-    est = estimate_run(template, config, records, first)
+    kept, first = resume_point(records, config.initial_round)
+    averages: dict[str, float] = {}
+    if config.cache:
+        from promptopt.cache import ResponseCache
+        from promptopt.config import ROLES
+
+        averages = ResponseCache(config.cache_dir).completion_averages({r: config.role(r).model for r in ROLES})
+    est = estimate_run(template, config, kept, first, averages)
     if json_out:
         print(json.dumps({
             "rounds": est.rounds, "calls": est.calls, "cost_usd": est.cost_usd,

@@ -250,14 +250,15 @@ class LiteLLMClient:
         self._avg_completion: dict[str, float] = {}
         self._rng = random.Random(config.seed)
         self._checked = False
-
-    def prepare(self) -> None:
-        """Import litellm now (seconds), so it is not billed to the first round's timing."""
-        self._lib()
+        self._priced: dict[str, bool] = {}
+        self.startup_seconds = 0.0
 
     def _lib(self) -> Any:
+        """litellm, imported on the first paid call (seconds: counted in `startup_seconds`)."""
         if self._litellm is None:
+            started = time.perf_counter()
             self._litellm = _import_litellm()
+            self.startup_seconds += time.perf_counter() - started
         return self._litellm
 
     def _kwargs(self, role: RoleConfig) -> dict[str, Any]:
@@ -278,6 +279,7 @@ class LiteLLMClient:
         """Free checks (keys present) once, just before the first paid call; never for cache hits."""
         if not self._checked:
             self._checked = True
+            self._lib()  # the import is start-up time, not the first round's
             preflight(self.config)
 
     def estimate_cost(self, role_name: str, messages: Messages) -> float:
@@ -358,7 +360,7 @@ class LiteLLMClient:
             else:
                 seconds = time.perf_counter() - start
                 prompt_tokens, completion_tokens = _usage(response, messages, text)
-                cost, priced = response_cost(litellm, response, cfg.model, prompt_tokens, completion_tokens)
+                cost, priced = self._cost(litellm, response, cfg.model, prompt_tokens, completion_tokens)
                 return Completion(text, role, cfg.model, prompt_tokens, completion_tokens, cost, priced,
                                   False, seconds)
             if not error.retryable or attempt == attempts:
@@ -367,6 +369,18 @@ class LiteLLMClient:
                 raise error
             await self._sleep(self._backoff(attempt, getattr(error, "retry_after", None)))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _cost(self, litellm: Any, response: Any, model: str, prompt: int, completion: int) -> tuple[float, bool]:
+        """litellm's own cost for the reply; unpriced models are learned once, not looked up per call."""
+        if model not in self._priced:
+            self._priced[model] = token_cost(litellm, model, 1, 1)[1]
+        if not self._priced[model]:
+            return 0.0, False
+        hidden = getattr(response, "_hidden_params", None) or {}
+        cost = hidden.get("response_cost") if isinstance(hidden, dict) else None
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+            return float(cost), True
+        return response_cost(litellm, response, model, prompt, completion)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         base = self.config.retry_base

@@ -120,20 +120,27 @@ def now_string() -> str:
     return str(dt.datetime.now())
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and os.replace: readers never see half a file."""
+def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
+    """Write via a temp file in the same folder and os.replace: readers never see half a file.
+
+    `durable` also fsyncs the file and its folder (survives power loss, not just kill -9);
+    copies of what results.json already holds skip that cost.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if not durable:
+        return
     with contextlib.suppress(OSError):
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -225,8 +232,9 @@ class Workspace:
         """Write the round's files, then commit it to results.json (the commit point)."""
         folder = self.round_dir(record.round)
         try:
-            atomic_write(folder / "prompt.txt", record.prompt)
-            atomic_write(folder / "answers.txt", format_answers(record.answers))
+            # Copies of what results.json holds: atomic, but only the commit point pays for fsync.
+            atomic_write(folder / "prompt.txt", record.prompt, durable=False)
+            atomic_write(folder / "answers.txt", format_answers(record.answers), durable=False)
             updated = [r for r in records if r.round != record.round] + [record]
             updated.sort(key=lambda r: r.round)
             self.write_results(updated)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from promptopt.config import ROLES, RunConfig
 from promptopt.engine.execute import executor_messages
@@ -44,12 +49,60 @@ def _answer_tokens(template: Template) -> int:
     return max(60, int(sum(refs) / len(refs) * 1.5)) if refs else 250
 
 
-def estimate_run(template: Template, config: RunConfig, records: list[RoundRecord], first: int) -> Estimate:
-    """Calls and tokens for rounds first..max_rounds, from the strategy's per-round formula."""
+def observed_completions(records: list[RoundRecord], averages: dict[str, float]) -> dict[str, float]:
+    """Mean completion tokens per call and role: from this run's rounds, else the cache's history."""
+    seen: dict[str, float] = dict(averages)
+    for role in ROLES:
+        calls = sum(r.usage[role].calls + r.usage[role].cached for r in records if role in r.usage)
+        tokens = sum(r.usage[role].completion_tokens for r in records if role in r.usage)
+        if calls:
+            seen[role] = tokens / calls
+    return seen
+
+
+def price_per_token(model: str) -> tuple[float, float] | None:
+    """(input, output) USD per token from litellm's bundled price table, read without importing litellm."""
+    table = _price_table()
+    bare = model.split("/", 1)[1] if "/" in model else model
+    for key in (model, bare):
+        entry = table.get(key)
+        if isinstance(entry, dict) and "input_cost_per_token" in entry:
+            return float(entry.get("input_cost_per_token") or 0), float(entry.get("output_cost_per_token") or 0)
+    return None
+
+
+@functools.cache
+def _price_table() -> dict[str, Any]:
+    spec = importlib.util.find_spec("litellm")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        path = Path(folder) / "model_prices_and_context_window_backup.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            return data
+    return {}
+
+
+def estimate_run(
+    template: Template,
+    config: RunConfig,
+    records: list[RoundRecord],
+    first: int,
+    averages: dict[str, float] | None = None,
+) -> Estimate:
+    """Calls and tokens for rounds first..max_rounds, from the strategy's per-round formula.
+
+    Completion lengths come from the run's own rounds when resuming, else from earlier replies
+    of the same models in the cache (`averages`), else from guesses based on the template.
+    """
     strategy = get_strategy(config.strategy)
     rounds = list(range(first, config.max_rounds + 1))
     q = len(template.qa)
-    answer = _answer_tokens(template)
+    seen = observed_completions(records, averages or {})
+    answer = int(seen.get("executor", _answer_tokens(template)))
     questions = [item.question for item in template.qa]
     fake = [AnswerRecord(question=x, answer="x" * answer * 4) for x in questions]
     prompt_len = max(estimate_tokens(template.prompt), 60)
@@ -60,9 +113,9 @@ def estimate_run(template: Template, config: RunConfig, records: list[RoundRecor
     judge_prompt = messages_tokens(judge_messages(template.requirements, comparison_block(
         questions, template.golden, fake, fake)))
     per_call = {
-        "optimizer": (opt_prompt, prompt_len + 250),
+        "optimizer": (opt_prompt, int(seen.get("optimizer", prompt_len + 250))),
         "executor": (int(exec_prompt), answer),
-        "evaluator": (judge_prompt, 200),
+        "evaluator": (judge_prompt, int(seen.get("evaluator", 200))),
     }
     totals = {role: RoleEstimate() for role in ROLES}
     # Strategies drop judge calls when a metric decides: tell them whether one will.
@@ -74,11 +127,8 @@ def estimate_run(template: Template, config: RunConfig, records: list[RoundRecor
             totals[role].calls += count
             totals[role].prompt_tokens += count * per_call[role][0]
             totals[role].completion_tokens += count * per_call[role][1]
-    from promptopt.llm import _import_litellm, token_cost
-
-    litellm = _import_litellm()
     for role, est in totals.items():
         if est.calls:
-            cost, priced = token_cost(litellm, config.role(role).model, est.prompt_tokens, est.completion_tokens)
-            est.cost_usd = cost if priced else None
+            price = price_per_token(config.role(role).model)
+            est.cost_usd = None if price is None else est.prompt_tokens * price[0] + est.completion_tokens * price[1]
     return Estimate(rounds, totals)

@@ -107,9 +107,6 @@ async def run_optimization(
         plan = RunPlan(workspace.name, workspace.root, config.strategy, next_round, config.max_rounds,
                        bool(records), len(template.qa), config.votes, models, archived)
         events.run_started(plan)
-        prepare = getattr(llm, "prepare", None)
-        if prepare is not None and next_round <= config.max_rounds:
-            prepare()  # pay the client's one-time start-up before round 1's clock starts
         run_usage = llm.usage.snapshot()
         new_rounds: list[int] = []
         stopped, message = "completed", None
@@ -117,7 +114,7 @@ async def run_optimization(
             reason = strategy.should_stop(records) if records else None
             while next_round <= config.max_rounds and reason is None:
                 before = llm.usage.snapshot()
-                t0 = time.perf_counter()
+                t0 = time.perf_counter() - getattr(llm, "startup_seconds", 0.0)
                 if next_round == 1:
                     record = await strategy.first_round()
                 else:
@@ -126,7 +123,8 @@ async def run_optimization(
                 record.cost_usd = round(sum(u.cost_usd for u in record.usage.values()), 10)
                 executor = record.usage.get("executor")
                 record.tokens = executor.completion_tokens if executor else 0
-                record.duration_s = round(time.perf_counter() - t0, 3)
+                # Round time without the client's one-time start-up (importing litellm).
+                record.duration_s = round(time.perf_counter() - getattr(llm, "startup_seconds", 0.0) - t0, 3)
                 record.time = now_string()
                 record.models = models
                 record.strategy = config.strategy
