@@ -115,9 +115,22 @@ def _flags(**values: Any) -> dict[str, Any]:
 
 
 def _build_config(flags: dict[str, Any]) -> Any:
-    from promptopt.config import resolve_config
+    from promptopt.config import ROLES, resolve_config
+    from promptopt.local import uses_local
 
-    return resolve_config(flags)
+    config = resolve_config(flags)
+    if uses_local([config.role(r).model for r in ROLES]) and "concurrency" not in flags:
+        # The embedded model generates one reply at a time: queued calls would wait toward their timeout.
+        config = config.model_copy(update={"concurrency": 1})
+    return config
+
+
+def _demo_note(console: Console, config: Any, quiet: bool) -> None:
+    from promptopt.config import ROLES
+    from promptopt.local import DEMO_NOTE, uses_local
+
+    if not quiet and uses_local([config.role(r).model for r in ROLES]):
+        console.print(f"[yellow]note: {DEMO_NOTE}[/yellow]")
 
 
 def _client(config: Any, on_call: Callable[[Any], None] | None = None) -> Any:
@@ -195,6 +208,7 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
     if dry_run:
         return _dry_run(template, config, ws, json_out)
     err = _err()
+    _demo_note(err, config, quiet)
     events = _cli_events(err, quiet, config)
     client = _client(config, on_call=events.call_done)
     events.client = client
@@ -271,9 +285,8 @@ def show(
 
 
 def _load_run(path: str) -> tuple[Any, list[Any], Any]:
-    from promptopt.engine.strategies.base import Strategy
     from promptopt.errors import WorkspaceError
-    from promptopt.workspace import Workspace
+    from promptopt.workspace import Workspace, best_round
 
     ws = Workspace.from_path(path)
     if not ws.exists():
@@ -281,7 +294,7 @@ def _load_run(path: str) -> tuple[Any, list[Any], Any]:
     records = ws.load()
     if not records:
         raise WorkspaceError(f"{ws.results_path}: no rounds yet")
-    return ws, records, Strategy.best(None, records)  # type: ignore[arg-type]
+    return ws, records, best_round(records)
 
 
 def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) -> None:

@@ -210,7 +210,7 @@ async def _check(litellm: Any, config: RunConfig, names: list[str], role: RoleCo
     client = LiteLLMClient(client_config, cache=None)
     check.called = True
     try:
-        done = await client.complete("executor", PING)
+        done = await client.complete(names[0], PING)
     except LLMError as exc:
         keyed = bool(litellm.validate_environment(model=role.model).get("keys_in_environment"))
         check.error = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
@@ -247,32 +247,40 @@ def checks_json(checks: list[RoleCheck]) -> list[dict[str, Any]]:
 def _price(c: RoleCheck) -> str:
     if c.usd_per_1k_prompt is None or c.usd_per_1k_completion is None:
         return "no price"
-    return f"${c.usd_per_1k_prompt:.5f} / ${c.usd_per_1k_completion:.5f}"
+    return f"{c.usd_per_1k_prompt:g} in\n{c.usd_per_1k_completion:g} out"
 
 
 def render_checks(checks: list[RoleCheck]) -> Any:
-    """A rich Table: one row per role, the diagnosis under a failed one."""
+    """A rich table, one row per role, then one diagnosis line per failed role."""
+    from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
     from promptopt import local
 
-    table = Table(title="promptopt doctor", show_edge=False, expand=False)
-    for col in ("role", "model", "provider", "status", "latency", "tokens in/out", "per 1k in/out"):
-        table.add_column(col, no_wrap=col != "model", justify="right" if col == "latency" else "left")
+    table = Table(show_edge=False, expand=False, pad_edge=False)
+    table.add_column("role", no_wrap=True)
+    table.add_column("model", overflow="fold", min_width=16)
+    table.add_column("status", no_wrap=True)
+    table.add_column("latency", justify="right", no_wrap=True)
+    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("$/1k tokens", no_wrap=True)
+    notes: list[Text] = []
     for c in checks:
-        model = c.model + (f"\n@ {c.api_base}" if c.api_base else "")
+        model = c.model + (f" ({c.provider})" if c.provider and not c.model.startswith(f"{c.provider}/") else "")
+        if c.api_base:
+            model += f" @ {c.api_base}"
         if c.ok:
             status = Text("ok" + (f" (= {c.same_as})" if c.same_as else ""), style="green")
         else:
-            status = Text("FAIL" if c.called else "FAIL (not called)", style="bold red")
+            status = Text("FAIL" if c.called else "FAIL, not called", style="bold red")
+            if c.same_as is None:
+                lines = [c.error] if c.error == c.diagnosis else [c.error, f"  → {c.diagnosis}"]
+                notes.append(Text(f"{c.role}: " + "\n".join(str(x) for x in lines), style="red"))
         latency = f"{c.latency_s:.2f} s" if c.latency_s is not None else "–"
         tokens = f"{c.prompt_tokens}/{c.completion_tokens}" if c.prompt_tokens is not None else "–"
-        table.add_row(c.role, model, c.provider or "?", status, latency, tokens, _price(c))
-        if not c.ok:
-            lines = [c.error] if c.error == c.diagnosis else [c.error, f"→ {c.diagnosis}"]
-            table.add_row("", Text("\n".join(str(x) for x in lines), style="red"), "", "", "", "", "",
-                          end_section=True)
+        table.add_row(c.role, model, status, latency, tokens, _price(c))
+    parts: list[Any] = [table, *notes]
     if local.uses_local([c.model for c in checks]):
-        table.caption = local.DEMO_NOTE
-    return table
+        parts.append(Text(local.DEMO_NOTE, style="yellow"))
+    return Group(*parts)

@@ -22,6 +22,7 @@ from promptopt.errors import (
     LLMNotFound,
     LLMRateLimited,
     LLMTransient,
+    PromptoptError,
 )
 from promptopt.workspace import RoleUsage
 
@@ -250,6 +251,7 @@ class LiteLLMClient:
         self._avg_completion: dict[str, float] = {}
         self._rng = random.Random(config.seed)
         self._checked = False
+        self._preflight_error: PromptoptError | None = None
         self._priced: dict[str, bool] = {}
         self.startup_seconds = 0.0
 
@@ -276,11 +278,20 @@ class LiteLLMClient:
         return kwargs
 
     def _before_first_call(self) -> None:
-        """Free checks (keys present) once, just before the first paid call; never for cache hits."""
+        """Free checks once, just before the first paid call; never for cache hits.
+
+        A failed check fails every call of this client: concurrent first calls must not slip past it.
+        """
+        if self._preflight_error is not None:
+            raise self._preflight_error
         if not self._checked:
-            self._checked = True
             self._lib()  # the import is start-up time, not the first round's
-            preflight(self.config)
+            try:
+                preflight(self.config)
+            except PromptoptError as exc:
+                self._preflight_error = exc
+                raise
+            self._checked = True
 
     def estimate_cost(self, role_name: str, messages: Messages) -> float:
         role = self.config.role(role_name)
@@ -433,25 +444,10 @@ def _provider_key_present(litellm: Any, model: str) -> bool:
 
 
 def preflight(config: RunConfig) -> None:
-    """Free checks before spending: keys present for the providers named (no model call)."""
+    """Free checks before spending (no model call): keys present, api_base listening, local model installed."""
+    from promptopt.doctor import free_checks
     from promptopt.errors import ConfigError
 
-    litellm = _import_litellm()
-    seen: set[tuple[str, str | None]] = set()
-    for name in ("optimizer", "evaluator", "executor"):
-        role = config.role(name)
-        if (role.model, role.api_base) in seen:
-            continue
-        seen.add((role.model, role.api_base))
-        if role.api_base:
-            continue
-        try:
-            env = litellm.validate_environment(model=role.model)
-        except Exception:  # unknown provider shapes are checked by the first call
-            continue
-        missing = env.get("missing_keys") or []
-        if missing and not env.get("keys_in_environment"):
-            raise ConfigError(
-                f"{name} model {role.model}: set {', '.join(missing)} in the environment"
-                " (or pass --api-base for a local server)"
-            )
+    problems = free_checks(config)
+    if problems:
+        raise ConfigError("\n".join(problems))

@@ -8,6 +8,7 @@ the first call: `register` is cheap and works without the `local` extra installe
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import os
 import threading
@@ -117,7 +118,16 @@ def _handler_class(litellm: Any) -> type:
                         raise litellm.BadRequestError(message=problem, model=LOCAL_MODEL,
                                                       llm_provider=PROVIDER)
                     self._llama = load_llama(find_gguf())  # type: ignore[arg-type]
+                    # Free it while llama_cpp is still importable: its __del__ at interpreter
+                    # teardown prints an "Exception ignored … TypeError" traceback.
+                    atexit.register(self.close)
                 return self._llama
+
+        def close(self) -> None:
+            with self._load_lock:
+                llama, self._llama = self._llama, None
+            if llama is not None:
+                llama.close()
 
         def _generate(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any],
                       model_response: Any) -> Any:

@@ -23,6 +23,8 @@ def resolve_prompt(spec: str) -> tuple[str, Template | None]:
             record = next((r for r in ws.load() if r.round == number), None)
             if record is None:
                 raise WorkspaceError(f"{spec}: {head} has no round {number}")
+            if not record.prompt.strip():
+                raise WorkspaceError(f"{spec}: round {number} has no prompt (the round failed: {record.error})")
             template = None
             if (ws.root / "template.yaml").is_file():
                 template, _ = load_template(ws.root / "template.yaml")

@@ -116,6 +116,14 @@ class RoundRecord(BaseModel):
         return total
 
 
+def best_round(records: list[RoundRecord]) -> RoundRecord:
+    """SPO's greedy chain: the newest round that won (round 1 always counts)."""
+    for record in reversed(records):
+        if record.succeed or record.round == 1:
+            return record
+    return records[0]
+
+
 def now_string() -> str:
     return str(dt.datetime.now())
 

@@ -16,7 +16,7 @@ from promptopt.errors import ConfigError, LLMError
 from promptopt.events import Events
 from promptopt.llm import LLM
 from promptopt.template import Template
-from promptopt.workspace import AnswerRecord, RoundRecord
+from promptopt.workspace import AnswerRecord, RoundRecord, best_round
 
 
 @dataclass
@@ -111,10 +111,7 @@ class Strategy(ABC):
 
     def best(self, history: list[RoundRecord]) -> RoundRecord:
         """SPO's greedy chain: the newest round that won (round 1 always counts)."""
-        for record in reversed(history):
-            if record.succeed or record.round == 1:
-                return record
-        return history[0]
+        return best_round(history)
 
     async def answers_for(self, record: RoundRecord) -> list[AnswerRecord]:
         """The record's answers when they are for today's questions; else run its prompt again."""
