@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -54,6 +52,9 @@ def fail(error: PromptoptError | str, code: int = ExitCode.USAGE) -> NoReturn:
 
 def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run the engine; SIGINT/SIGTERM cancel it cleanly (completed rounds are already on disk)."""
+    import asyncio
+    import signal
+
     received: list[int] = []
 
     async def main() -> T:
@@ -189,9 +190,10 @@ def optimize(
 def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet: bool, json_out: bool) -> None:
     from promptopt.engine.loop import run_optimization
     from promptopt.engine.strategies import get_strategy
+    from promptopt.files import atomic_write
     from promptopt.render import run_json, run_summary
     from promptopt.template import dump_template, load_template
-    from promptopt.workspace import Workspace, atomic_write
+    from promptopt.workspace import Workspace
 
     template, path = load_template(template_ref)
     config = _build_config(flags)
@@ -479,15 +481,18 @@ qa:
 
 
 def _init(name: str | None, from_: str | None, list_: bool, force: bool) -> None:
+    import yaml
+
+    from promptopt.bundled import bundled_dir, bundled_templates, resolve_template
     from promptopt.errors import ConfigError
-    from promptopt.template import bundled_templates, load_template
+    from promptopt.files import atomic_write
 
     if list_:
         out = _out()
         for stem, path in bundled_templates().items():
-            template, _ = load_template(path)
-            first = " ".join(template.requirements.split())[:70]
-            out.print(f"[bold]{stem:<12}[/bold] {len(template.qa)} questions  {first}")
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))  # bundled: validated by our tests
+            first = " ".join(str(data.get("requirements") or "").split())[:70]
+            out.print(f"[bold]{stem:<12}[/bold] {len(data.get('qa') or [])} questions  {first}")
         return
     if name is None:
         name = Path(from_).stem if from_ else "template"
@@ -495,12 +500,14 @@ def _init(name: str | None, from_: str | None, list_: bool, force: bool) -> None
     if target.exists() and not force:
         raise ConfigError(f"{target} exists; pass --force to overwrite")
     if from_:
-        _, source = load_template(from_)
+        source = resolve_template(from_)
+        if source.parent != bundled_dir():  # a user's file: check it before copying it
+            from promptopt.template import load_template
+
+            load_template(source)
         text = source.read_text(encoding="utf-8")
     else:
         text = SKELETON.format(file=target)
-    from promptopt.workspace import atomic_write
-
     try:
         atomic_write(target, text)
     except OSError as exc:

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from promptopt.errors import ConfigError
+from promptopt.workspace import check_plain_name
 
 ROLES = ("optimizer", "evaluator", "executor")
 Role = Literal["optimizer", "evaluator", "executor"]
@@ -101,12 +102,6 @@ class RunConfig(BaseModel):
     @classmethod
     def _plain_name(cls, v: str | None) -> str | None:
         return check_plain_name(v) if v is not None else v
-
-
-def check_plain_name(name: str) -> str:
-    if not name or name in {".", ".."} or any(c in name for c in "/\\\0:") or name.strip() != name:
-        raise ValueError(f"'{name}' must be a plain name (no path separators)")
-    return name
 
 
 class FileRole(BaseModel):

@@ -53,10 +53,17 @@ def word_diff(old: str, new: str) -> list[Chunk]:
 
 
 def word_edit_distance(old: str, new: str) -> int:
-    """Words inserted, deleted or replaced (a replacement of n words by m counts max(n, m))."""
+    """Levenshtein distance over words: insertions, deletions and substitutions, one each."""
     a, b = old.split(), new.split()
-    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
-    return sum(max(i2 - i1, j2 - j1) for op, i1, i2, j1, j2 in matcher.get_opcodes() if op != "equal")
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, word in enumerate(a, 1):
+        current = [i]
+        for j, other in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other)))
+        previous = current
+    return previous[-1]
 
 
 def diff_stats(old: str, new: str) -> tuple[int, int]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from promptopt.bundled import bundled_dir, bundled_templates, resolve_template  # noqa: F401 - re-exported
 from promptopt.errors import TemplateError
 
 MAX_TEMPLATE_BYTES = 1_000_000
@@ -160,7 +160,7 @@ def parse_template(text: str | bytes, source: str = "template") -> Template:
     if len(text) > MAX_TEMPLATE_BYTES:
         raise TemplateError(f"{source}: file is larger than {MAX_TEMPLATE_BYTES // 1000} kB")
     try:
-        data = yaml.load(text, Loader=TemplateLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=TemplateLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -180,42 +180,6 @@ def parse_template(text: str | bytes, source: str = "template") -> Template:
                 for line in message.split("\n")
             )
         raise TemplateError(message) from None
-
-
-def bundled_dir() -> Path:
-    """Templates shipped in the wheel, or the repo's templates/ in a source checkout."""
-    packaged = Path(str(resources.files("promptopt"))) / "templates"
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "templates"
-
-
-def bundled_templates() -> dict[str, Path]:
-    folder = bundled_dir()
-    if not folder.is_dir():
-        return {}
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
-
-
-def resolve_template(ref: str, cwd: Path | None = None) -> Path:
-    """A path, or a bare name found in the current directory, then among bundled templates."""
-    cwd = cwd or Path.cwd()
-    path = Path(ref).expanduser()
-    if not path.is_absolute():  # relative to the cwd we were given, not the process's
-        path = cwd / path
-    if path.is_file():
-        return path
-    bare = "/" not in ref and "\\" not in ref
-    if bare:
-        for candidate in (ref, f"{ref}.yaml", f"{ref}.yml"):
-            if (cwd / candidate).is_file():
-                return cwd / candidate
-        stem = ref.removesuffix(".yaml").removesuffix(".yml").lower()
-        for name, bundled in bundled_templates().items():
-            if name.lower() == stem:
-                return bundled
-    names = ", ".join(bundled_templates()) or "none"
-    raise TemplateError(f"template {ref}: no such file (bundled templates: {names})")
 
 
 def load_template(ref: str | Path, cwd: Path | None = None) -> tuple[Template, Path]:

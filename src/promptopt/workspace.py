@@ -7,7 +7,6 @@ import datetime as dt
 import json
 import os
 import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptopt.errors import WorkspaceError, WorkspaceLocked
+from promptopt.files import atomic_write
 
 try:  # POSIX: the kernel releases the lock when the holder dies, even on kill -9.
     import fcntl
@@ -116,6 +116,13 @@ class RoundRecord(BaseModel):
         return total
 
 
+def check_plain_name(name: str) -> str:
+    """A run name is one folder: no separators, no '..', nothing that escapes the workspace."""
+    if not name or name in {".", ".."} or any(c in name for c in "/\\\0:") or name.strip() != name:
+        raise ValueError(f"'{name}' must be a plain name (no path separators)")
+    return name
+
+
 def best_round(records: list[RoundRecord]) -> RoundRecord:
     """SPO's greedy chain: the newest round that won (round 1 always counts)."""
     for record in reversed(records):
@@ -126,35 +133,6 @@ def best_round(records: list[RoundRecord]) -> RoundRecord:
 
 def now_string() -> str:
     return str(dt.datetime.now())
-
-
-def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
-    """Write via a temp file in the same folder and os.replace: readers never see half a file.
-
-    `durable` also fsyncs the file and its folder (survives power loss, not just kill -9);
-    copies of what results.json already holds skip that cost.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    if not durable:
-        return
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def format_answers(answers: list[AnswerRecord]) -> str:
@@ -170,8 +148,6 @@ class Workspace:
     """`<workspace>/<name>/prompts/round_N/{prompt,answers}.txt` plus `prompts/results.json`."""
 
     def __init__(self, root: Path, name: str) -> None:
-        from promptopt.config import check_plain_name
-
         try:
             check_plain_name(name)
         except ValueError as exc:
