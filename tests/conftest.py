@@ -19,8 +19,10 @@ Reply = str | BaseException | Callable[[list[dict[str, Any]]], str]
 
 def default_reply(role: str, messages: list[dict[str, Any]], n: int) -> str:
     if role == "optimizer":
-        return (f"<analyse>too vague</analyse><modification>be specific {n}</modification>"
-                f"<prompt>Improved prompt number {n}.</prompt>")
+        return (
+            f"<analyse>too vague</analyse><modification>be specific {n}</modification>"
+            f"<prompt>Improved prompt number {n}.</prompt>"
+        )
     if role == "evaluator":
         return "<analyse>ok</analyse><choose>B</choose>"
     question = messages[-1]["content"].rsplit("\n\n", 1)[-1]
@@ -51,8 +53,9 @@ class FakeLLM:
             self.usage.record_failure(role)
             raise reply
         text = reply(messages) if callable(reply) else reply
-        done = Completion(text=text, role=role, model=f"fake-{role}", prompt_tokens=10, completion_tokens=5,
-                          cost_usd=0.001)
+        done = Completion(
+            text=text, role=role, model=f"fake-{role}", prompt_tokens=10, completion_tokens=5, cost_usd=0.001
+        )
         self.usage.record(done)
         return done
 
@@ -91,8 +94,15 @@ def _isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PROMPTOPT_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("PROMPTOPT_RETRY_BASE", "0.01")
-    for var in ("PROMPTOPT_MODEL", "PROMPTOPT_OPT_MODEL", "PROMPTOPT_EVAL_MODEL", "PROMPTOPT_EXEC_MODEL",
-                "PROMPTOPT_CONFIG", "PROMPTOPT_WORKSPACE", "PROMPTOPT_DEBUG"):
+    for var in (
+        "PROMPTOPT_MODEL",
+        "PROMPTOPT_OPT_MODEL",
+        "PROMPTOPT_EVAL_MODEL",
+        "PROMPTOPT_EXEC_MODEL",
+        "PROMPTOPT_CONFIG",
+        "PROMPTOPT_WORKSPACE",
+        "PROMPTOPT_DEBUG",
+    ):
         monkeypatch.delenv(var, raising=False)
 
 

@@ -39,8 +39,20 @@ def test_help_lists_the_commands() -> None:
 
 def test_optimize_help_has_spo_flags() -> None:
     result = invoke("optimize", "--help")
-    for flag in ("--opt-model", "--opt-temp", "--eval-model", "--eval-temp", "--exec-model", "--exec-temp",
-                 "--workspace", "--initial-round", "--max-rounds", "--template", "--name", "--model"):
+    for flag in (
+        "--opt-model",
+        "--opt-temp",
+        "--eval-model",
+        "--eval-temp",
+        "--exec-model",
+        "--exec-temp",
+        "--workspace",
+        "--initial-round",
+        "--max-rounds",
+        "--template",
+        "--name",
+        "--model",
+    ):
         assert flag in result.output
 
 
@@ -138,12 +150,30 @@ def test_show_reads_a_workspace_written_by_spo(here: Path) -> None:
         (prompts / f"round_{n}/prompt.txt").write_text(f"prompt {n}")
     answers = [{"question": "q1", "answer": "a1"}]
     spo = [
-        {"round": 1, "answers": answers, "prompt": "prompt 1", "succeed": True, "tokens": 10,
-         "time": "2025-02-11 10:00:00.123456"},
-        {"round": 2, "answers": answers, "prompt": "prompt 2", "succeed": True, "tokens": 12,
-         "time": "2025-02-11 10:01:00.123456"},
-        {"round": 3, "answers": answers, "prompt": "prompt 3", "succeed": False, "tokens": 9,
-         "time": "2025-02-11 10:02:00.123456"},
+        {
+            "round": 1,
+            "answers": answers,
+            "prompt": "prompt 1",
+            "succeed": True,
+            "tokens": 10,
+            "time": "2025-02-11 10:00:00.123456",
+        },
+        {
+            "round": 2,
+            "answers": answers,
+            "prompt": "prompt 2",
+            "succeed": True,
+            "tokens": 12,
+            "time": "2025-02-11 10:01:00.123456",
+        },
+        {
+            "round": 3,
+            "answers": answers,
+            "prompt": "prompt 3",
+            "succeed": False,
+            "tokens": 9,
+            "time": "2025-02-11 10:02:00.123456",
+        },
     ]
     (prompts / "results.json").write_text(json.dumps(spo, indent=4))
     shown = invoke("show", "ws/Legacy")

@@ -165,8 +165,9 @@ def test_key_echoed_by_the_provider_is_redacted(here: Path, monkeypatch: pytest.
         assert SECRET not in result.output and "SECRETVALUE" not in result.output
 
 
-def test_local_model_without_the_extra(here: Path, monkeypatch: pytest.MonkeyPatch,
-                                       no_calls: list[dict[str, Any]]) -> None:
+def test_local_model_without_the_extra(
+    here: Path, monkeypatch: pytest.MonkeyPatch, no_calls: list[dict[str, Any]]
+) -> None:
     monkeypatch.setenv("PROMPTOPT_LOCAL_GGUF", str(here / "missing.gguf"))
     result = doctor("--model", "local", "--json")
     assert result.exit_code == 1
@@ -187,10 +188,8 @@ def test_free_checks_find_problems_without_calling(
     assert len(problems) == 1  # one line for the three identical roles
     assert problems[0].startswith("optimizer, evaluator, executor model openai/stub: nothing listens")
     monkeypatch.delenv("OPENAI_API_KEY")
-    problems = free_checks(resolve_config({"exec_model": "gpt-4o-mini", "model": "openai/stub",
-                                           "api_base": None}))
-    assert any(p.startswith("optimizer, evaluator model openai/stub") and "OPENAI_API_KEY" in p
-               for p in problems)
+    problems = free_checks(resolve_config({"exec_model": "gpt-4o-mini", "model": "openai/stub", "api_base": None}))
+    assert any(p.startswith("optimizer, evaluator model openai/stub") and "OPENAI_API_KEY" in p for p in problems)
     assert any(p.startswith("executor model gpt-4o-mini") for p in problems)
     assert no_calls == []
 
@@ -235,8 +234,11 @@ def test_local_without_its_model_fails_in_one_line(here: Path, monkeypatch: pyte
 
 def test_optimize_checks_for_free_before_calling(here: Path, no_calls: list[dict[str, Any]]) -> None:
     port = closed_port()
-    result = runner.invoke(app, ["optimize", "-t", "Poem", "--model", "openai/stub",
-                                 "--api-base", f"http://127.0.0.1:{port}/v1", "-r", "1"], env=ENV)
+    result = runner.invoke(
+        app,
+        ["optimize", "-t", "Poem", "--model", "openai/stub", "--api-base", f"http://127.0.0.1:{port}/v1", "-r", "1"],
+        env=ENV,
+    )
     assert result.exit_code == 2
     errors = [line for line in result.output.splitlines() if line.startswith("promptopt: error:")]
     assert len(errors) == 1 and "nothing listens at" in errors[0], result.output

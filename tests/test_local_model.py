@@ -60,10 +60,24 @@ def free_port() -> int:
 def server_command(gguf: Path, port: int) -> list[str]:
     """The command docs/local-models.md shows."""
     return [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "smollm2",
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2",
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--model_alias",
+        "smollm2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "4096",
+        "--n_threads",
+        "2",
         # Without this, a new request cuts off the one being generated.
-        "--interrupt_requests", "False",
+        "--interrupt_requests",
+        "False",
     ]
 
 
@@ -95,8 +109,9 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(server_command(gguf, port), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            server_command(gguf, port), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     url = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -114,15 +129,25 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         # One batched decode before the tests: a llama.cpp build that crashes on it (seen with AMX
         # on some VMs) fails here with its log, not as a puzzling connection error later.
         try:
-            _post(f"{url}/chat/completions", {"model": "smollm2", "max_tokens": 2,
-                                              "messages": [{"role": "user", "content": "Say hello to the tests."}]})
+            _post(
+                f"{url}/chat/completions",
+                {
+                    "model": "smollm2",
+                    "max_tokens": 2,
+                    "messages": [{"role": "user", "content": "Say hello to the tests."}],
+                },
+            )
         except (OSError, ValueError) as exc:
             time.sleep(0.5)
             code = proc.poll()
-            hint = (" (SIGSEGV: rebuild llama-cpp-python with CMAKE_ARGS=-DGGML_NATIVE=OFF)"
-                    if code == -signal.SIGSEGV else "")
-            pytest.fail(f"llama_cpp.server failed its first completion: {exc}; exit code {code}{hint}\n"
-                        f"{_log_tail(log)}")
+            hint = (
+                " (SIGSEGV: rebuild llama-cpp-python with CMAKE_ARGS=-DGGML_NATIVE=OFF)"
+                if code == -signal.SIGSEGV
+                else ""
+            )
+            pytest.fail(
+                f"llama_cpp.server failed its first completion: {exc}; exit code {code}{hint}\n{_log_tail(log)}"
+            )
         yield url
     finally:
         if proc.poll() is None:
@@ -141,8 +166,15 @@ class Cli:
 
     def __call__(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "promptopt", *args], cwd=self.cwd, env=self.env,
-                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [sys.executable, "-m", "promptopt", *args],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         print(f"\n$ promptopt {' '.join(args)}  -> exit {done.returncode} in {time.perf_counter() - started:.1f} s")
         return done
 
@@ -152,13 +184,15 @@ def make_cli(root: Path) -> Cli:
     cwd.mkdir()
     (cwd / "promptopt.yaml").write_text(CONFIG, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTOPT_") and k != "OPENAI_API_KEY"}
-    env.update({
-        "PROMPTOPT_CACHE_DIR": str(root / "cache"),
-        "XDG_CONFIG_HOME": str(root / "xdg"),
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "COLUMNS": "120",
-        "NO_COLOR": "1",
-    })
+    env.update(
+        {
+            "PROMPTOPT_CACHE_DIR": str(root / "cache"),
+            "XDG_CONFIG_HOME": str(root / "xdg"),
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "COLUMNS": "120",
+            "NO_COLOR": "1",
+        }
+    )
     return Cli(cwd, env)
 
 
@@ -182,8 +216,22 @@ def run(llama_server: str, tmp_path_factory: pytest.TempPathFactory) -> Run:
     """`optimize` for 3 rounds of the bundled Navigate template, all roles on SmolLM2."""
     cli = make_cli(tmp_path_factory.mktemp("navigate"))
     started = time.perf_counter()
-    done = cli("optimize", "--template", "Navigate", "--model", MODEL, "--api-base", llama_server,
-               "--max-rounds", str(ROUNDS), "--timeout", "300", "--concurrency", "2", "--json")
+    done = cli(
+        "optimize",
+        "--template",
+        "Navigate",
+        "--model",
+        MODEL,
+        "--api-base",
+        llama_server,
+        "--max-rounds",
+        str(ROUNDS),
+        "--timeout",
+        "300",
+        "--concurrency",
+        "2",
+        "--json",
+    )
     seconds = time.perf_counter() - started
     assert done.returncode == 0, done.stderr[-3000:]
     return Run(cli, llama_server, json.loads(done.stdout), seconds)
@@ -204,17 +252,30 @@ def judged_run(llama_server: str, tmp_path_factory: pytest.TempPathFactory) -> I
     """
     from promptopt.testing.stub_server import StubServer
 
-    reply = f"<analyse>No reasoning shown.</analyse><modification>Ask for tracking.</modification>" \
-            f"<prompt>{SCRIPTED_PROMPT}</prompt>"
+    reply = (
+        f"<analyse>No reasoning shown.</analyse><modification>Ask for tracking.</modification>"
+        f"<prompt>{SCRIPTED_PROMPT}</prompt>"
+    )
     with StubServer(responder=lambda role, body: reply if role == "optimizer" else None) as stub:
         cli = make_cli(tmp_path_factory.mktemp("judged"))
         (cli.cwd / "promptopt.yaml").write_text(
-            f"model: {MODEL}\napi_base: {llama_server}\n" + CONFIG.replace(
-                "optimizer:\n", f"optimizer:\n  model: openai/stub\n  api_base: {stub.url}\n"),
-            encoding="utf-8")
+            f"model: {MODEL}\napi_base: {llama_server}\n"
+            + CONFIG.replace("optimizer:\n", f"optimizer:\n  model: openai/stub\n  api_base: {stub.url}\n"),
+            encoding="utf-8",
+        )
         started = time.perf_counter()
-        done = cli("optimize", "--template", "Navigate", "--max-rounds", "2", "--timeout", "300",
-                   "--concurrency", "2", "--json")
+        done = cli(
+            "optimize",
+            "--template",
+            "Navigate",
+            "--max-rounds",
+            "2",
+            "--timeout",
+            "300",
+            "--concurrency",
+            "2",
+            "--json",
+        )
         seconds = time.perf_counter() - started
         assert done.returncode == 0, done.stderr[-3000:]
         assert stub.count("optimizer") == 1 and stub.count() == 1
@@ -240,12 +301,18 @@ def measurements(records: list[dict[str, Any]]) -> dict[str, Any]:
         "optimizer": f"{optimizer_calls - proposals} of {optimizer_calls} replies had no usable <prompt>",
         "evaluator": f"{unparsable_votes} of {votes} votes unparsable (abstained), {failed_votes} failed calls",
         "executor": f"{failed_answers} of {answers} answers failed (free text: nothing to parse)",
-        "rounds": {r["round"]: {"verdict": r.get("verdict"), "votes": "".join(
-            {"candidate": "✓", "base": "✗", "abstain": "·"}[v["winner"]] for v in r.get("votes", [])),
-            "seconds": r.get("duration_s"),
-            "calls": {k: u.get("calls") for k, u in r.get("usage", {}).items()},
-            "tokens_out": {k: u.get("completion_tokens") for k, u in r.get("usage", {}).items()}}
-            for r in records},
+        "rounds": {
+            r["round"]: {
+                "verdict": r.get("verdict"),
+                "votes": "".join(
+                    {"candidate": "✓", "base": "✗", "abstain": "·"}[v["winner"]] for v in r.get("votes", [])
+                ),
+                "seconds": r.get("duration_s"),
+                "calls": {k: u.get("calls") for k, u in r.get("usage", {}).items()},
+                "tokens_out": {k: u.get("completion_tokens") for k, u in r.get("usage", {}).items()},
+            }
+            for r in records
+        },
     }
 
 
@@ -276,8 +343,10 @@ def test_optimize_three_rounds_is_sound(run: Run) -> None:
             assert not r.get("votes")
         else:
             assert r["prompt"].strip() and len(r["answers"]) == 3
-            assert len(r["votes"]) == 4 and r["usage"]["evaluator"]["calls"] + r["usage"]["evaluator"].get(
-                "failed", 0) >= 1
+            assert (
+                len(r["votes"]) == 4
+                and r["usage"]["evaluator"]["calls"] + r["usage"]["evaluator"].get("failed", 0) >= 1
+            )
             for v in r["votes"]:
                 assert v["winner"] in {"candidate", "base", "abstain"}
                 assert (v["winner"] == "abstain") == (v.get("choice") is None)
@@ -312,8 +381,11 @@ def test_show_json_and_round(run: Run) -> None:
 
 def test_judge_votes_in_the_loop(judged_run: Run) -> None:
     records = judged_run.results()
-    print(json.dumps({"judged_wall_s": round(judged_run.seconds, 1), **measurements(records)}, indent=2,
-                     ensure_ascii=False))
+    print(
+        json.dumps(
+            {"judged_wall_s": round(judged_run.seconds, 1), **measurements(records)}, indent=2, ensure_ascii=False
+        )
+    )
     assert [r["round"] for r in records] == [1, 2]
     second = records[1]
     assert second["prompt"].strip() == SCRIPTED_PROMPT and second["base_round"] == 1
@@ -332,8 +404,17 @@ def test_judge_votes_in_the_loop(judged_run: Run) -> None:
 
 
 def test_compare_rounds(judged_run: Run) -> None:
-    args = ["compare", "workspace/Navigate:1", "workspace/Navigate:2", "--model", MODEL,
-            "--api-base", judged_run.url, "--timeout", "300"]
+    args = [
+        "compare",
+        "workspace/Navigate:1",
+        "workspace/Navigate:2",
+        "--model",
+        MODEL,
+        "--api-base",
+        judged_run.url,
+        "--timeout",
+        "300",
+    ]
     done = judged_run.cli(*args, "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads(done.stdout)
@@ -342,8 +423,18 @@ def test_compare_rounds(judged_run: Run) -> None:
     for q in data["questions"]:
         assert set(q["votes"]) <= {"✓", "✗", "·"} and len(q["votes"]) == 2
         assert q["verdict"] in {"A", "B", "tie"}
-    print(json.dumps({"compare": {"calls": data["calls"], "verdicts": [q["verdict"] for q in data["questions"]],
-                                  "votes": [q["votes"] for q in data["questions"]]}}, ensure_ascii=False))
+    print(
+        json.dumps(
+            {
+                "compare": {
+                    "calls": data["calls"],
+                    "verdicts": [q["verdict"] for q in data["questions"]],
+                    "votes": [q["votes"] for q in data["questions"]],
+                }
+            },
+            ensure_ascii=False,
+        )
+    )
     again = judged_run.cli(*args)  # every reply is cached now: the table, for free
     assert again.returncode == 0, again.stderr[-3000:]
     assert "no price" in again.stdout
@@ -374,13 +465,33 @@ def test_embedded_local_model(tmp_path: Path) -> None:
     text = cli("doctor", "--model", "local")
     assert text.returncode == 0 and "demo" in text.stdout
     assert "Traceback" not in text.stderr and "Exception ignored" not in text.stderr, text.stderr[-3000:]
-    done = cli("optimize", "--template", "Navigate", "--model", "local", "--max-rounds", "1",
-               "--concurrency", "1", "--timeout", "300", "--json")
+    done = cli(
+        "optimize",
+        "--template",
+        "Navigate",
+        "--model",
+        "local",
+        "--max-rounds",
+        "1",
+        "--concurrency",
+        "1",
+        "--timeout",
+        "300",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr[-3000:]
     summary = json.loads(done.stdout)
     assert summary["rounds"][0]["verdict"] == "initial" and summary["cost_usd"] == 0 and summary["unpriced"]
     usage = summary["usage"]["executor"]
     assert usage["calls"] == 3 and usage["completion_tokens"] > 0 and usage["seconds"] > 0
-    print(json.dumps({"local_round_1": {"seconds": summary["rounds"][0]["duration_s"],
-                                        "completion_tokens": usage["completion_tokens"]}}))
+    print(
+        json.dumps(
+            {
+                "local_round_1": {
+                    "seconds": summary["rounds"][0]["duration_s"],
+                    "completion_tokens": usage["completion_tokens"],
+                }
+            }
+        )
+    )

@@ -25,8 +25,10 @@ VOTE = "<analyse>x</analyse><choose>{}</choose>"
 
 def answers(*texts: str | None) -> list[AnswerRecord]:
     """None stands for a failed call."""
-    return [AnswerRecord(question=f"q{i}", answer=t or "", error=None if t is not None else "timeout")
-            for i, t in enumerate(texts)]
+    return [
+        AnswerRecord(question=f"q{i}", answer=t or "", error=None if t is not None else "timeout")
+        for i, t in enumerate(texts)
+    ]
 
 
 # --- extraction --------------------------------------------------------------------------------
@@ -183,9 +185,17 @@ def test_compare_reports_the_accuracy_of_a_and_b() -> None:
         return f"<answer>{'yes' if 'sky' in question else 'no'}</answer>"
 
     llm = FakeLLM({"executor": [executor] * 10})
-    result = asyncio.run(compare_prompts(
-        llm, "Say always yes.", "Think, then answer.", ["Is the sky blue?", "Is fire cold?"], ["yes", "no"],
-        "Be right.", votes=2, metric="choice",
-    ))
+    result = asyncio.run(
+        compare_prompts(
+            llm,
+            "Say always yes.",
+            "Think, then answer.",
+            ["Is the sky blue?", "Is fire cold?"],
+            ["yes", "no"],
+            "Be right.",
+            votes=2,
+            metric="choice",
+        )
+    )
     assert (result.a_accuracy, result.b_accuracy) == (0.5, 1.0)
     assert result.b_better

@@ -16,9 +16,21 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_installed_wheel_finds_bundled_templates(tmp_path: Path) -> None:
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert built.returncode == 0, built.stderr
     wheel = next(tmp_path.glob("promptopt-*.whl"))
@@ -28,8 +40,10 @@ def test_installed_wheel_finds_bundled_templates(tmp_path: Path) -> None:
     assert "promptopt/prompts/optimizer.txt" in names and "promptopt/prompts/judge.txt" in names
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
-    code = ("from promptopt.template import bundled_templates, load_template; import promptopt;"
-            "print(promptopt.__file__); t, p = load_template('navigate'); print(p); print(len(t.qa))")
+    code = (
+        "from promptopt.template import bundled_templates, load_template; import promptopt;"
+        "print(promptopt.__file__); t, p = load_template('navigate'); print(p); print(len(t.qa))"
+    )
     env = {**os.environ, "PYTHONPATH": str(target)}
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
@@ -44,8 +58,10 @@ def test_python_dash_m_promptopt_works() -> None:
 
 @pytest.mark.parametrize("command", [["--help"], ["init", "--list"], ["show", "--help"]])
 def test_light_commands_do_not_import_litellm(command: list[str]) -> None:
-    code = ("import sys; from promptopt.cli import app; sys.argv = ['promptopt', *sys.argv[1:]];"
-            "\ntry:\n    app()\nexcept SystemExit:\n    pass\n"
-            "print('LITELLM' if 'litellm' in sys.modules else 'LIGHT', file=sys.stderr)")
+    code = (
+        "import sys; from promptopt.cli import app; sys.argv = ['promptopt', *sys.argv[1:]];"
+        "\ntry:\n    app()\nexcept SystemExit:\n    pass\n"
+        "print('LITELLM' if 'litellm' in sys.modules else 'LIGHT', file=sys.stderr)"
+    )
     ran = subprocess.run([sys.executable, "-c", code, *command], capture_output=True, text=True)
     assert ran.stderr.strip().splitlines()[-1] == "LIGHT"

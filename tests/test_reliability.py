@@ -245,8 +245,9 @@ def test_corrupted_results_json_is_reported_and_left_untouched(here: Path) -> No
 
 def test_unwritable_workspace(here: Path) -> None:
     (here / "afile").write_text("not a folder")
-    result = invoke("optimize", "-t", "Poem", "-w", "afile/ws", "--model", "openai/x",
-                    "--api-base", "http://127.0.0.1:9/v1")
+    result = invoke(
+        "optimize", "-t", "Poem", "-w", "afile/ws", "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1"
+    )
     assert result.exit_code == 2 and "cannot" in result.output and "Traceback" not in result.output
 
 
@@ -265,10 +266,22 @@ def test_secrets_never_reach_disk_or_output(here: Path) -> None:
 
 
 def cli(here: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "OPENAI_API_KEY": "sk-stub", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-           "PROMPTOPT_RETRY_BASE": "0.01", "COLUMNS": "120", "NO_COLOR": "1"}
-    return subprocess.Popen([sys.executable, "-m", "promptopt", *args], cwd=here, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": "sk-stub",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "PROMPTOPT_RETRY_BASE": "0.01",
+        "COLUMNS": "120",
+        "NO_COLOR": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "promptopt", *args],
+        cwd=here,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def wait_for(condition: Any, timeout: float = 60.0) -> None:
@@ -295,7 +308,7 @@ def test_sigkill_mid_round_then_rerun_repeats_no_finished_call(here: Path) -> No
         done = cli(here, *args)
         _out, err = done.communicate(timeout=120)
         assert done.returncode == 0, err
-        rerun = Counter(body_hash(r) for r in stub.requests[len(first):])
+        rerun = Counter(body_hash(r) for r in stub.requests[len(first) :])
         clean = clean_run(stub, *args[1:5])
     # Identical bodies may be distinct samples (two judge votes in the same order), so compare
     # counts: the rerun asks each request at most as often as a clean run, minus what was answered.

@@ -24,8 +24,9 @@ def template(plus: str = "", metric: str | None = "choice", answers: bool = True
 
 
 def run(t: Template, candidate: str, votes: list[str], tmp_path: Path) -> tuple[RunResult, FakeLLM]:
-    llm = FakeLLM({"optimizer": [f"<prompt>{candidate}</prompt>"], "executor": [metric_executor] * 100,
-                   "evaluator": votes})
+    llm = FakeLLM(
+        {"optimizer": [f"<prompt>{candidate}</prompt>"], "executor": [metric_executor] * 100, "evaluator": votes}
+    )
     config = RunConfig(strategy="spo", max_rounds=2, votes=2)
     return asyncio.run(run_optimization(t, config, llm, Workspace(tmp_path / "ws", "x"))), llm
 

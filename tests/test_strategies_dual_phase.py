@@ -59,10 +59,10 @@ def fake(rewrites: list[Any], first: str | None = None, executor: Any = quality_
     return FakeLLM({"optimizer": optimizer, "executor": [executor] * 1000, "evaluator": [quality_judge] * 1000})
 
 
-def run(t: Template, llm: FakeLLM, tmp_path: Path, max_rounds: int, votes: int = 2, seed: int = 0,
-        **options: Any) -> RunResult:
-    config = RunConfig(strategy="dual-phase", max_rounds=max_rounds, votes=votes, seed=seed,
-                       strategy_options=options)
+def run(
+    t: Template, llm: FakeLLM, tmp_path: Path, max_rounds: int, votes: int = 2, seed: int = 0, **options: Any
+) -> RunResult:
+    config = RunConfig(strategy="dual-phase", max_rounds=max_rounds, votes=votes, seed=seed, strategy_options=options)
     return asyncio.run(run_optimization(t, config, llm, Workspace(tmp_path / "ws", "x")))
 
 
@@ -80,10 +80,20 @@ class FixedRandom(random.Random):
 
 def test_split_sentences_is_lossless() -> None:
     assert split_sentences("First one. Second one!  Third?\nFourth line\n\n- a bullet") == [
-        "First one. ", "Second one!  ", "Third?\n", "Fourth line\n\n", "- a bullet",
+        "First one. ",
+        "Second one!  ",
+        "Third?\n",
+        "Fourth line\n\n",
+        "- a bullet",
     ]
-    for text in (STRUCTURED, "  Lead. Pi is 3.14 here. (Quoted.) Next\n", "", "one", "A.\n\n\n",
-                 '## Heading\nHe said "stop." Then left.'):
+    for text in (
+        STRUCTURED,
+        "  Lead. Pi is 3.14 here. (Quoted.) Next\n",
+        "",
+        "one",
+        "A.\n\n\n",
+        '## Heading\nHe said "stop." Then left.',
+    ):
         assert "".join(split_sentences(text)) == text
     assert split_sentences("Pi is 3.14 here.") == ["Pi is 3.14 here."]
 
@@ -133,11 +143,22 @@ def test_round_one_is_the_structured_prompt_and_keeps_the_users(tmp_path: Path) 
     assert first.state["weights"] == [1.0] * 5
     assert first.score == 0.5
     asked = llm.history[0][1][0]["content"]
-    for part in ("Task type", "Reasoning steps", "Tips", "<prompt>", "Say yes or no.",
-                 "Answer correctly with yes or no.", "Is fire cold?", "Expected answer: no"):
+    for part in (
+        "Task type",
+        "Reasoning steps",
+        "Tips",
+        "<prompt>",
+        "Say yes or no.",
+        "Answer correctly with yes or no.",
+        "Is fire cold?",
+        "Expected answer: no",
+    ):
         assert part in asked
-    assert {r: llm.calls(r) for r in ("optimizer", "executor", "evaluator")} == \
-        {"optimizer": 1, "executor": 3, "evaluator": 0}
+    assert {r: llm.calls(r) for r in ("optimizer", "executor", "evaluator")} == {
+        "optimizer": 1,
+        "executor": 3,
+        "evaluator": 0,
+    }
     assert DualPhase.first_round_calls(3, {}).as_dict() == {"optimizer": 1, "executor": 3, "evaluator": 0}
 
 
@@ -180,8 +201,7 @@ def test_the_seed_and_round_decide_the_pick(tmp_path: Path) -> None:
     picks = set()
     for seed in range(4):
         result = run(template(), fake([rewriter("+")], first=init()), tmp_path / str(seed), max_rounds=2, seed=seed)
-        again = run(template(), fake([rewriter("+")], first=init()), tmp_path / f"{seed}b", max_rounds=2,
-                    seed=seed)
+        again = run(template(), fake([rewriter("+")], first=init()), tmp_path / f"{seed}b", max_rounds=2, seed=seed)
         assert result.records[1].state["picked"] == again.records[1].state["picked"]
         picks.add(result.records[1].state["picked"])
     assert len(picks) > 1
@@ -236,8 +256,9 @@ def test_patience_stops_a_long_prompt_early(tmp_path: Path) -> None:
 
 def test_an_improvement_resets_the_tried_sentences(tmp_path: Path) -> None:
     two = "Answer the question directly.\nGive a short reason first."
-    llm = fake([rewriter("(no better)"), rewriter("+"), rewriter("(no better)"), rewriter("(no better)")],
-               first=init(two))
+    llm = fake(
+        [rewriter("(no better)"), rewriter("+"), rewriter("(no better)"), rewriter("(no better)")], first=init(two)
+    )
     result = run(template(), llm, tmp_path, max_rounds=10)
     assert [r.verdict for r in result.records] == ["initial", "rejected", "accepted", "rejected", "rejected"]
     assert result.records[2].state["tried"] == []
@@ -245,8 +266,11 @@ def test_an_improvement_resets_the_tried_sentences(tmp_path: Path) -> None:
 
 
 def test_with_a_metric_the_rewrite_sees_the_wrong_answers_and_accuracy_decides(tmp_path: Path) -> None:
-    llm = fake([rewriter("+"), rewriter("+")], first=init("Answer the question. +\nBe brief and accurate."),
-               executor=metric_executor)
+    llm = fake(
+        [rewriter("+"), rewriter("+")],
+        first=init("Answer the question. +\nBe brief and accurate."),
+        executor=metric_executor,
+    )
     result = run(template("choice"), llm, tmp_path, max_rounds=10)
     assert llm.calls("evaluator") == 0
     assert [r.score for r in result.records] == pytest.approx([1 / 3, 2 / 3, 1.0])
@@ -293,8 +317,11 @@ class KilledFake(FakeLLM):
 
 
 def deterministic(cls: type[FakeLLM] = FakeLLM, **kw: Any) -> FakeLLM:
-    script = {"optimizer": [init(), *[improving_every_other_time] * 100], "executor": [quality_executor] * 1000,
-              "evaluator": [quality_judge] * 1000}
+    script = {
+        "optimizer": [init(), *[improving_every_other_time] * 100],
+        "executor": [quality_executor] * 1000,
+        "evaluator": [quality_judge] * 1000,
+    }
     return cls(script, **kw)
 
 
@@ -304,8 +331,13 @@ def essentials(result: RunResult) -> list[tuple[Any, ...]]:
 
 def test_resume_continues_with_the_weights_and_counters(tmp_path: Path) -> None:
     first = run(template(), deterministic(), tmp_path, max_rounds=3, patience=10)
-    llm = FakeLLM({"optimizer": [improving_every_other_time] * 10, "executor": [quality_executor] * 100,
-                   "evaluator": [quality_judge] * 100})
+    llm = FakeLLM(
+        {
+            "optimizer": [improving_every_other_time] * 10,
+            "executor": [quality_executor] * 100,
+            "evaluator": [quality_judge] * 100,
+        }
+    )
     second = run(template(), llm, tmp_path, max_rounds=5, patience=10)
     assert [r.round for r in second.records] == [1, 2, 3, 4, 5]
     assert essentials(second)[:3] == essentials(first)
@@ -326,7 +358,12 @@ def test_a_killed_run_resumes_exactly_as_an_uninterrupted_one(tmp_path: Path) ->
     with pytest.raises(Killed):  # killed in the middle of round 4
         run(template(), deterministic(KilledFake, after=4 + 2 * 6 + 2), tmp_path / "b", max_rounds=6, patience=10)
     assert [r.round for r in Workspace(tmp_path / "b" / "ws", "x").load()] == [1, 2, 3]
-    resumed_llm = FakeLLM({"optimizer": [improving_every_other_time] * 100, "executor": [quality_executor] * 100,
-                           "evaluator": [quality_judge] * 100})
+    resumed_llm = FakeLLM(
+        {
+            "optimizer": [improving_every_other_time] * 100,
+            "executor": [quality_executor] * 100,
+            "evaluator": [quality_judge] * 100,
+        }
+    )
     resumed = run(template(), resumed_llm, tmp_path / "b", max_rounds=6, patience=10)
     assert essentials(resumed) == essentials(straight)

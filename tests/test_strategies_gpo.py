@@ -62,8 +62,12 @@ def opt(prompt: str) -> str:
     return f"<analyse>a</analyse><modification>changed</modification><prompt>{prompt}</prompt>"
 
 
-def fake(optimizer: list[Any] | None = None, executor: Any = quality_executor, judge: Any = quality_judge,
-         cls: type[FakeLLM] = FakeLLM) -> FakeLLM:
+def fake(
+    optimizer: list[Any] | None = None,
+    executor: Any = quality_executor,
+    judge: Any = quality_judge,
+    cls: type[FakeLLM] = FakeLLM,
+) -> FakeLLM:
     return cls({"optimizer": list(optimizer or []), "executor": [executor] * 1000, "evaluator": [judge] * 1000})
 
 
@@ -242,8 +246,7 @@ def test_a_draft_within_budget_costs_one_call(tmp_path: Path) -> None:
 
 
 def test_the_best_scoring_candidate_that_beats_the_current_one_is_accepted(tmp_path: Path) -> None:
-    llm = fake([opt("Answer the question. ++"), opt("Answer the question. ++++"), opt("Answer.")],
-               judge=GradedJudge())
+    llm = fake([opt("Answer the question. ++"), opt("Answer the question. ++++"), opt("Answer.")], judge=GradedJudge())
     result = run(template("+"), llm, tmp_path, max_rounds=2, votes=4, candidates=3)
     record = result.records[1]
     cands = record.state["candidates"]
@@ -269,8 +272,10 @@ def test_when_no_candidate_beats_the_current_one_the_round_is_rejected(tmp_path:
 
 
 def test_with_a_metric_accuracy_decides_and_no_judge_is_called(tmp_path: Path) -> None:
-    llm = fake([opt("Answer the question. ++"), opt("Answer the question. +++"), opt("Answer the question.")],
-               executor=metric_executor)
+    llm = fake(
+        [opt("Answer the question. ++"), opt("Answer the question. +++"), opt("Answer the question.")],
+        executor=metric_executor,
+    )
     result = run(template("+", metric="choice"), llm, tmp_path, max_rounds=5, candidates=3)
     assert llm.calls("evaluator") == 0
     first, second = result.records[0], result.records[1]
@@ -355,8 +360,11 @@ def deterministic(cls: type[SampleFake] = SampleFake, **kw: Any) -> SampleFake:
         digest = hashlib.sha256(f"{messages[-1]['content']}|{llm.sample}".encode()).digest()
         return opt(f"Answer the question. {'+' * (digest[0] % 4)} v{digest[1]}")
 
-    script = {"optimizer": [optimizer] * 1000, "executor": [quality_executor] * 1000,
-              "evaluator": [quality_judge] * 1000}
+    script = {
+        "optimizer": [optimizer] * 1000,
+        "executor": [quality_executor] * 1000,
+        "evaluator": [quality_judge] * 1000,
+    }
     llm = cls(script, **kw)
     return llm
 
@@ -386,8 +394,7 @@ def test_a_killed_run_resumes_exactly_as_an_uninterrupted_one(tmp_path: Path) ->
     straight = run(template(), deterministic(), tmp_path / "a", max_rounds=5, candidates=2)
     assert any(r.verdict == "accepted" for r in straight.records[1:])
     with pytest.raises(Killed):  # killed in the middle of round 4
-        run(template(), deterministic(KilledFake, after=3 + 2 * 12 + 5), tmp_path / "b", max_rounds=5,
-            candidates=2)
+        run(template(), deterministic(KilledFake, after=3 + 2 * 12 + 5), tmp_path / "b", max_rounds=5, candidates=2)
     assert [r.round for r in Workspace(tmp_path / "b" / "ws", "x").load()] == [1, 2, 3]
     resumed = run(template(), deterministic(), tmp_path / "b", max_rounds=5, candidates=2)
     assert essentials(resumed) == essentials(straight)

@@ -12,8 +12,18 @@ from typing import Any
 
 from promptopt.errors import ConfigError
 
-SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "seed", "stop",
-                 "presence_penalty", "frequency_penalty", "response_format", "reasoning_effort")
+SAMPLING_KEYS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "response_format",
+    "reasoning_effort",
+)
 
 
 def cache_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any], sample: int) -> str:
@@ -57,7 +67,9 @@ class ResponseCache:
                 " value TEXT NOT NULL, created REAL NOT NULL)"
             )
         except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"cache {self.path}: cannot open ({exc}); use --no-cache or PROMPTOPT_CACHE_DIR") from None
+            raise ConfigError(
+                f"cache {self.path}: cannot open ({exc}); use --no-cache or PROMPTOPT_CACHE_DIR"
+            ) from None
 
     def get(self, key: str) -> dict[str, Any] | None:
         try:
@@ -88,7 +100,9 @@ class ResponseCache:
             try:
                 row = self._db.execute(
                     "SELECT AVG(json_extract(value, '$.completion_tokens')), COUNT(*) FROM responses"
-                    " WHERE model = ? AND role = ?", (model, role)).fetchone()
+                    " WHERE model = ? AND role = ?",
+                    (model, role),
+                ).fetchone()
             except sqlite3.Error:
                 continue
             if row and row[1] and row[0] is not None:

@@ -78,8 +78,7 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return asyncio.run(main())
     except asyncio.CancelledError:
         signum = received[0] if received else signal.SIGINT
-        raise Interrupted("interrupted: completed rounds are saved; rerun the same command to resume",
-                          signum) from None
+        raise Interrupted("interrupted: completed rounds are saved; rerun the same command to resume", signum) from None
     except KeyboardInterrupt:
         raise Interrupted("interrupted: completed rounds are saved; rerun the same command to resume") from None
 
@@ -161,27 +160,59 @@ def optimize(
     votes: Votes = None,
     concurrency: Concurrency = None,
     timeout: Timeout = None,
-    max_attempts: Annotated[int | None, typer.Option("--max-attempts", help="Tries per call on transient faults [5].")] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option("--max-attempts", help="Tries per call on transient faults [5].")
+    ] = None,
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", help="Stop before spending more.")] = None,
     max_calls: Annotated[int | None, typer.Option("--max-calls", help="Stop before more paid calls.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed for strategies [0].")] = None,
     retrieval: Annotated[str | None, typer.Option("--retrieval", help="GPO: recency | relevance | importance.")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="GPO: past prompts retrieved per step [3].")] = None,
-    edit_budget: Annotated[str | None, typer.Option("--edit-budget", help="GPO: words changed, start:end [50:10].")] = None,
+    edit_budget: Annotated[
+        str | None, typer.Option("--edit-budget", help="GPO: words changed, start:end [50:10].")
+    ] = None,
     candidates: Annotated[int | None, typer.Option("--candidates", help="GPO: candidates per step [2].")] = None,
     no_cache: NoCache = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print projected calls, tokens, cost; call nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print projected calls, tokens, cost; call nothing.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or round lines.")] = False,
     json_out: JsonOut = False,
 ) -> None:
     """Run the optimization loop (resumes an existing workspace after its last round)."""
-    flags = _flags(name=name, workspace=workspace, model=model, opt_model=opt_model, opt_temp=opt_temp,
-                   eval_model=eval_model, eval_temp=eval_temp, exec_model=exec_model, exec_temp=exec_temp,
-                   api_base=api_base, initial_round=initial_round, max_rounds=max_rounds, strategy=strategy,
-                   votes=votes, concurrency=concurrency, timeout=timeout, max_attempts=max_attempts,
-                   budget_usd=budget_usd, max_calls=max_calls, seed=seed, no_cache=no_cache)
-    options = {k: v for k, v in {"retrieval": retrieval, "top_k": top_k, "edit_budget": edit_budget,
-                                 "candidates": candidates}.items() if v is not None}
+    flags = _flags(
+        name=name,
+        workspace=workspace,
+        model=model,
+        opt_model=opt_model,
+        opt_temp=opt_temp,
+        eval_model=eval_model,
+        eval_temp=eval_temp,
+        exec_model=exec_model,
+        exec_temp=exec_temp,
+        api_base=api_base,
+        initial_round=initial_round,
+        max_rounds=max_rounds,
+        strategy=strategy,
+        votes=votes,
+        concurrency=concurrency,
+        timeout=timeout,
+        max_attempts=max_attempts,
+        budget_usd=budget_usd,
+        max_calls=max_calls,
+        seed=seed,
+        no_cache=no_cache,
+    )
+    options = {
+        k: v
+        for k, v in {
+            "retrieval": retrieval,
+            "top_k": top_k,
+            "edit_budget": edit_budget,
+            "candidates": candidates,
+        }.items()
+        if v is not None
+    }
     if options:
         flags["strategy_options"] = options
     guarded(lambda: _optimize(template, flags, dry_run=dry_run, quiet=quiet, json_out=json_out))
@@ -258,10 +289,17 @@ def _dry_run(template: Any, config: Any, ws: Any, json_out: bool) -> None:
         averages = ResponseCache(config.cache_dir).completion_averages({r: config.role(r).model for r in ROLES})
     est = estimate_run(template, config, kept, first, averages)
     if json_out:
-        print(json.dumps({
-            "rounds": est.rounds, "calls": est.calls, "cost_usd": est.cost_usd,
-            "roles": {k: vars(v) for k, v in est.roles.items()},
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "rounds": est.rounds,
+                    "calls": est.calls,
+                    "cost_usd": est.cost_usd,
+                    "roles": {k: vars(v) for k, v in est.roles.items()},
+                },
+                indent=2,
+            )
+        )
     else:
         _out().print(estimate_table(est))
 
@@ -320,9 +358,19 @@ def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) 
         _out().print(round_detail(record, base))
         return
     if json_out:
-        print(json.dumps({"name": ws.name, "workspace": str(ws.root), "best_round": best.round,
-                          "best_prompt": best.prompt, "rounds": [round_json(r) for r in records]},
-                         ensure_ascii=False, indent=2))
+        print(
+            json.dumps(
+                {
+                    "name": ws.name,
+                    "workspace": str(ws.root),
+                    "best_round": best.round,
+                    "best_prompt": best.prompt,
+                    "rounds": [round_json(r) for r in records],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return
     out = _out()
     out.print(f"[bold]{ws.name}[/bold] — {len(records)} rounds, best round {best.round}")
@@ -360,14 +408,30 @@ def compare(
     json_out: JsonOut = False,
 ) -> None:
     """Run prompts A and B on the same questions and judge them pairwise, question by question."""
-    flags = _flags(model=model, eval_model=eval_model, eval_temp=eval_temp, exec_model=exec_model,
-                   exec_temp=exec_temp, api_base=api_base, concurrency=concurrency, timeout=timeout,
-                   no_cache=no_cache)
+    flags = _flags(
+        model=model,
+        eval_model=eval_model,
+        eval_temp=eval_temp,
+        exec_model=exec_model,
+        exec_temp=exec_temp,
+        api_base=api_base,
+        concurrency=concurrency,
+        timeout=timeout,
+        no_cache=no_cache,
+    )
     guarded(lambda: _compare(a, b, template, questions, votes, flags, fail_if_worse, json_out))
 
 
-def _compare(a: str, b: str, template_ref: str | None, questions_file: Path | None, votes: int,
-             flags: dict[str, Any], fail_if_worse: bool, json_out: bool) -> None:
+def _compare(
+    a: str,
+    b: str,
+    template_ref: str | None,
+    questions_file: Path | None,
+    votes: int,
+    flags: dict[str, Any],
+    fail_if_worse: bool,
+    json_out: bool,
+) -> None:
     from promptopt.engine.compare import compare_prompts
     from promptopt.errors import ConfigError
     from promptopt.questions import load_questions, resolve_prompt
@@ -408,12 +472,26 @@ def _compare(a: str, b: str, template_ref: str | None, questions_file: Path | No
 
 def _compare_json(result: Any) -> dict[str, Any]:
     return {
-        "b_better": result.b_better, "b_wins": result.b_wins, "a_wins": result.a_wins, "ties": result.ties,
-        "win_rate": result.win_rate, "metric": result.metric, "a_accuracy": result.a_accuracy,
-        "b_accuracy": result.b_accuracy, "calls": result.calls, "cost_usd": result.cost_usd,
+        "b_better": result.b_better,
+        "b_wins": result.b_wins,
+        "a_wins": result.a_wins,
+        "ties": result.ties,
+        "win_rate": result.win_rate,
+        "metric": result.metric,
+        "a_accuracy": result.a_accuracy,
+        "b_accuracy": result.b_accuracy,
+        "calls": result.calls,
+        "cost_usd": result.cost_usd,
         "questions": [
-            {"question": q.question, "verdict": q.verdict, "votes": q.marks, "answer_a": q.answer_a.answer,
-             "answer_b": q.answer_b.answer, "a_correct": q.a_correct, "b_correct": q.b_correct}
+            {
+                "question": q.question,
+                "verdict": q.verdict,
+                "votes": q.marks,
+                "answer_a": q.answer_a.answer,
+                "answer_b": q.answer_b.answer,
+                "a_correct": q.a_correct,
+                "b_correct": q.b_correct,
+            }
             for q in result.questions
         ],
     }
@@ -433,8 +511,14 @@ def doctor(
     json_out: JsonOut = False,
 ) -> None:
     """Test each role's model with one tiny request: latency, tokens, price, or a diagnosis."""
-    flags = _flags(model=model, opt_model=opt_model, eval_model=eval_model, exec_model=exec_model,
-                   api_base=api_base, timeout=timeout)
+    flags = _flags(
+        model=model,
+        opt_model=opt_model,
+        eval_model=eval_model,
+        exec_model=exec_model,
+        api_base=api_base,
+        timeout=timeout,
+    )
     guarded(lambda: _doctor(flags, json_out))
 
 
@@ -457,7 +541,9 @@ def _doctor(flags: dict[str, Any], json_out: bool) -> None:
 @app.command()
 def init(
     name: Annotated[str | None, typer.Argument(help="File to write (NAME.yaml).")] = None,
-    from_: Annotated[str | None, typer.Option("--from", help="Start from this template (file or bundled name).")] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Start from this template (file or bundled name).")
+    ] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the bundled templates.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
@@ -534,8 +620,10 @@ def cache_stats(json_out: JsonOut = False) -> None:
         if json_out:
             print(json.dumps(vars(stats), indent=2))
             return
-        _out().print(f"{stats.path}\n{stats.entries} responses, {stats.bytes / 1e6:.1f} MB, "
-                     f"${stats.saved_usd:.4f} of calls replayable for free")
+        _out().print(
+            f"{stats.path}\n{stats.entries} responses, {stats.bytes / 1e6:.1f} MB, "
+            f"${stats.saved_usd:.4f} of calls replayable for free"
+        )
         for model, n in sorted(stats.models.items()):
             _out().print(f"  {model}: {n}")
 
@@ -556,7 +644,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
 ) -> None:
     """Optimize LLM prompts without labels."""
 

@@ -197,9 +197,11 @@ _ENV_SCALARS = {
 
 
 def _file_layer(fc: FileConfig) -> dict[str, Any]:
-    layer: dict[str, Any] = {k: v for k, v in fc.model_dump(exclude={"optimizer", "evaluator", "executor",
-                                                                       "model", "api_base"}).items()
-                             if v is not None}
+    layer: dict[str, Any] = {
+        k: v
+        for k, v in fc.model_dump(exclude={"optimizer", "evaluator", "executor", "model", "api_base"}).items()
+        if v is not None
+    }
     for role in ROLES:
         spec = getattr(fc, role) or FileRole()
         values = {

@@ -39,11 +39,11 @@ def word_diff(old: str, new: str) -> list[Chunk]:
             for x, y in zip(a[i1:i2], b[j1:j2], strict=True):
                 word = x.rstrip()
                 add("equal", word)
-                if x[len(word):] == y[len(word):]:
-                    add("equal", x[len(word):])
+                if x[len(word) :] == y[len(word) :]:
+                    add("equal", x[len(word) :])
                 else:
-                    add("delete", x[len(word):])
-                    add("insert", y[len(word):])
+                    add("delete", x[len(word) :])
+                    add("insert", y[len(word) :])
             continue
         if op in ("delete", "replace"):
             add("delete", "".join(a[i1:i2]))

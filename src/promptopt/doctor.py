@@ -191,8 +191,7 @@ def diagnose(exc: LLMError, check: RoleCheck, keyed: bool, timeout: float) -> st
     return "the call failed: see the error"
 
 
-async def _check(litellm: Any, config: RunConfig, names: list[str], role: RoleConfig,
-                 timeout: float) -> RoleCheck:
+async def _check(litellm: Any, config: RunConfig, names: list[str], role: RoleConfig, timeout: float) -> RoleCheck:
     provider = _provider(litellm, role)
     check = RoleCheck(role=names[0], model=role.model, provider=provider, api_base=role.api_base)
     check.usd_per_1k_prompt, check.usd_per_1k_completion = _price_per_1k(litellm, role.model)
@@ -203,10 +202,19 @@ async def _check(litellm: Any, config: RunConfig, names: list[str], role: RoleCo
         return check
     # Every role of this client is the checked one: its own preflight sees nothing else.
     probe = role.model_copy(update={"extra": {**role.extra, "max_tokens": 16}})
-    client_config = config.model_copy(update={
-        "optimizer": probe, "evaluator": probe, "executor": probe, "cache": False, "max_attempts": 1,
-        "timeout": timeout, "budget_usd": None, "max_calls": None, "concurrency": 1,
-    })
+    client_config = config.model_copy(
+        update={
+            "optimizer": probe,
+            "evaluator": probe,
+            "executor": probe,
+            "cache": False,
+            "max_attempts": 1,
+            "timeout": timeout,
+            "budget_usd": None,
+            "max_calls": None,
+            "concurrency": 1,
+        }
+    )
     client = LiteLLMClient(client_config, cache=None)
     check.called = True
     try:

@@ -207,8 +207,11 @@ def map_exception(exc: BaseException, role: str, model: str) -> LLMError:
 def _retry_after(exc: BaseException) -> float | None:
     """Seconds from a Retry-After header, wherever litellm kept the response headers."""
     response = getattr(exc, "response", None)
-    for headers in (getattr(exc, "litellm_response_headers", None), getattr(response, "headers", None),
-                    getattr(exc, "headers", None)):
+    for headers in (
+        getattr(exc, "litellm_response_headers", None),
+        getattr(response, "headers", None),
+        getattr(exc, "headers", None),
+    ):
         if not headers:
             continue
         try:
@@ -307,10 +310,14 @@ class LiteLLMClient:
             hit = self.cache.get(key)
             if hit is not None and isinstance(hit.get("text"), str):
                 done = Completion(
-                    text=hit["text"], role=role, model=cfg.model,
+                    text=hit["text"],
+                    role=role,
+                    model=cfg.model,
                     prompt_tokens=int(hit.get("prompt_tokens", 0)),
                     completion_tokens=int(hit.get("completion_tokens", 0)),
-                    cost_usd=0.0, priced=bool(hit.get("priced", True)), cached=True,
+                    cost_usd=0.0,
+                    priced=bool(hit.get("priced", True)),
+                    cached=True,
                 )
                 self._record(done)
                 return done
@@ -330,10 +337,18 @@ class LiteLLMClient:
         finally:
             self.budget.settle(estimate, actual)
         if self.cache is not None:
-            self.cache.put(key, cfg.model, role, {
-                "text": done.text, "prompt_tokens": done.prompt_tokens,
-                "completion_tokens": done.completion_tokens, "cost_usd": done.cost_usd, "priced": done.priced,
-            })
+            self.cache.put(
+                key,
+                cfg.model,
+                role,
+                {
+                    "text": done.text,
+                    "prompt_tokens": done.prompt_tokens,
+                    "completion_tokens": done.completion_tokens,
+                    "cost_usd": done.cost_usd,
+                    "priced": done.priced,
+                },
+            )
         n = self.usage.roles.get(role, RoleUsage()).calls + 1
         avg = self._avg_completion.get(role, float(done.completion_tokens))
         self._avg_completion[role] = avg + (done.completion_tokens - avg) / n
@@ -356,8 +371,12 @@ class LiteLLMClient:
             try:
                 response = await asyncio.wait_for(
                     litellm.acompletion(
-                        model=cfg.model, messages=messages, timeout=self.config.timeout,
-                        num_retries=0, max_retries=0, **kwargs,
+                        model=cfg.model,
+                        messages=messages,
+                        timeout=self.config.timeout,
+                        num_retries=0,
+                        max_retries=0,
+                        **kwargs,
                     ),
                     timeout=self.config.timeout + 5,
                 )
@@ -372,8 +391,7 @@ class LiteLLMClient:
                 seconds = time.perf_counter() - start
                 prompt_tokens, completion_tokens = _usage(response, messages, text)
                 cost, priced = self._cost(litellm, response, cfg.model, prompt_tokens, completion_tokens)
-                return Completion(text, role, cfg.model, prompt_tokens, completion_tokens, cost, priced,
-                                  False, seconds)
+                return Completion(text, role, cfg.model, prompt_tokens, completion_tokens, cost, priced, False, seconds)
             if not error.retryable or attempt == attempts:
                 if error.retryable:
                     raise type(error)(f"{error} (gave up after {attempts} attempts)")

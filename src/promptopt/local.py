@@ -115,8 +115,7 @@ def _handler_class(litellm: Any) -> type:
                     problem = missing_requirement()
                     if problem:
                         # A bad request is not retried and the CLI prints it as one line.
-                        raise litellm.BadRequestError(message=problem, model=LOCAL_MODEL,
-                                                      llm_provider=PROVIDER)
+                        raise litellm.BadRequestError(message=problem, model=LOCAL_MODEL, llm_provider=PROVIDER)
                     self._llama = load_llama(find_gguf())  # type: ignore[arg-type]
                     # Free it while llama_cpp is still importable: its __del__ at interpreter
                     # teardown prints an "Exception ignored … TypeError" traceback.
@@ -129,8 +128,9 @@ def _handler_class(litellm: Any) -> type:
             if llama is not None:
                 llama.close()
 
-        def _generate(self, model: str, messages: list[dict[str, Any]], params: dict[str, Any],
-                      model_response: Any) -> Any:
+        def _generate(
+            self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], model_response: Any
+        ) -> Any:
             llama = self._model()
             kwargs: dict[str, Any] = {"max_tokens": params.get("max_tokens") or DEFAULT_MAX_TOKENS}
             for name in ("temperature", "top_p", "seed", "stop"):
@@ -142,7 +142,8 @@ def _handler_class(litellm: Any) -> type:
                 except ValueError as exc:  # llama_cpp's "Requested tokens (…) exceed context window"
                     if "context window" in str(exc):
                         raise litellm.ContextWindowExceededError(
-                            message=str(exc), model=LOCAL_MODEL, llm_provider=PROVIDER) from None
+                            message=str(exc), model=LOCAL_MODEL, llm_provider=PROVIDER
+                        ) from None
                     raise
             return _fill(litellm, model_response, model, out)
 
@@ -155,8 +156,7 @@ def _handler_class(litellm: Any) -> type:
             # Queue here, not in a worker thread: a caller that gives up while waiting leaves
             # nothing behind (a running generation cannot be interrupted and finishes anyway).
             async with self._queue():
-                return await asyncio.to_thread(self._generate, model, messages, params,
-                                               kwargs.get("model_response"))
+                return await asyncio.to_thread(self._generate, model, messages, params, kwargs.get("model_response"))
 
         def _queue(self) -> asyncio.Lock:
             loop = asyncio.get_running_loop()
@@ -181,8 +181,7 @@ def _fill(litellm: Any, response: Any, model: str, out: dict[str, Any]) -> Any:
     response.choices[0].message.content = text
     response.choices[0].finish_reason = choice.get("finish_reason") or "stop"
     prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    response.usage = litellm.Usage(prompt_tokens=prompt, completion_tokens=completion,
-                                   total_tokens=prompt + completion)
+    response.usage = litellm.Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
     return response
 
 

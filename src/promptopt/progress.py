@@ -41,8 +41,10 @@ class CliEvents(Events):
 
     def _text(self) -> Text:
         of = f"/{self.last_round}" if self.last_round else ""
-        return Text(f"round {self.round}{of} · {self.phase_name} · {self.calls} calls"
-                    f"{f' (+{self.cached} cached)' if self.cached else ''} · {money(self.cost, self.unpriced)} so far")
+        return Text(
+            f"round {self.round}{of} · {self.phase_name} · {self.calls} calls"
+            f"{f' (+{self.cached} cached)' if self.cached else ''} · {money(self.cost, self.unpriced)} so far"
+        )
 
     def _refresh(self) -> None:
         if self._status is not None:
@@ -55,16 +57,19 @@ class CliEvents(Events):
         if plan.archived:
             self.console.print(f"[dim]kept a copy of the previous results in {plan.archived}[/dim]")
         if plan.first_round > plan.last_round:
-            self.console.print(f"{plan.name}: nothing to do, rounds up to {plan.last_round} are complete "
-                               f"(raise --max-rounds to continue)")
+            self.console.print(
+                f"{plan.name}: nothing to do, rounds up to {plan.last_round} are complete "
+                f"(raise --max-rounds to continue)"
+            )
         elif plan.resumed:
             self.console.print(f"{plan.name}: resuming at round {plan.first_round} of {plan.last_round}")
         else:
             models = plan.models
             same = len(set(models.values())) == 1
             who = models["executor"] if same else ", ".join(f"{k} {v}" for k, v in models.items())
-            self.console.print(f"{plan.name}: {plan.strategy} on {plan.questions} questions, "
-                               f"{plan.last_round} rounds, {who}")
+            self.console.print(
+                f"{plan.name}: {plan.strategy} on {plan.questions} questions, {plan.last_round} rounds, {who}"
+            )
 
     def phase(self, round_number: int, phase: str) -> None:
         self.round, self.phase_name = round_number, phase

@@ -17,8 +17,14 @@ if TYPE_CHECKING:
     from promptopt.engine.estimate import Estimate
     from promptopt.engine.loop import RunResult
 
-VERDICT_STYLE = {"win": "green", "accepted": "green", "initial": "cyan", "lose": "yellow",
-                 "rejected": "yellow", "failed": "red"}
+VERDICT_STYLE = {
+    "win": "green",
+    "accepted": "green",
+    "initial": "cyan",
+    "lose": "yellow",
+    "rejected": "yellow",
+    "failed": "red",
+}
 
 
 def money(value: float, unpriced: bool = False) -> str:
@@ -48,7 +54,7 @@ def diff_text(old: str, new: str) -> Text:
             text.append(chunk.text if chunk.op == "insert" else "")
             continue
         lead = chunk.text[: len(chunk.text) - len(chunk.text.lstrip())]
-        tail = chunk.text[len(chunk.text.rstrip()):]
+        tail = chunk.text[len(chunk.text.rstrip()) :]
         text.append(lead)
         if chunk.op == "insert":
             text.append(f"{{+{body}+}}", style="bold green")
@@ -96,11 +102,26 @@ def usage_table(usage: dict[str, RoleUsage], title: str = "Usage") -> Table:
     for role in ("optimizer", "executor", "evaluator"):
         if role in usage:
             u = usage[role]
-            table.add_row(role, str(u.calls), str(u.cached), str(u.failed), f"{u.prompt_tokens:,}",
-                          f"{u.completion_tokens:,}", money(u.cost_usd, u.unpriced))
+            table.add_row(
+                role,
+                str(u.calls),
+                str(u.cached),
+                str(u.failed),
+                f"{u.prompt_tokens:,}",
+                f"{u.completion_tokens:,}",
+                money(u.cost_usd, u.unpriced),
+            )
     t = total_usage(usage)
-    table.add_row("total", str(t.calls), str(t.cached), str(t.failed), f"{t.prompt_tokens:,}",
-                  f"{t.completion_tokens:,}", money(t.cost_usd, t.unpriced), style="bold")
+    table.add_row(
+        "total",
+        str(t.calls),
+        str(t.cached),
+        str(t.failed),
+        f"{t.prompt_tokens:,}",
+        f"{t.completion_tokens:,}",
+        money(t.cost_usd, t.unpriced),
+        style="bold",
+    )
     return table
 
 
@@ -116,8 +137,13 @@ def run_summary(result: RunResult) -> RenderableType:
     parts: list[RenderableType] = [header]
     parts.append(Panel(Text(best.prompt.strip()), title=f"best prompt (round {best.round})", title_align="left"))
     if best.round != initial.round:
-        parts.append(Panel(diff_text(initial.prompt.strip(), best.prompt.strip()),
-                           title="diff against the initial prompt", title_align="left"))
+        parts.append(
+            Panel(
+                diff_text(initial.prompt.strip(), best.prompt.strip()),
+                title="diff against the initial prompt",
+                title_align="left",
+            )
+        )
     parts.append(usage_table(result.usage, "This run"))
     t = total_usage(result.usage)
     if t.unpriced:
@@ -173,16 +199,24 @@ def round_json(record: RoundRecord) -> dict[str, Any]:
 def rounds_table(records: list[RoundRecord], best_round: int | None) -> Table:
     table = Table(show_edge=False, expand=True)
     for col in ("round", "base", "verdict", "votes", "succeed", "tokens", "cost"):
-        table.add_column(col, justify="right" if col in ("round", "base", "tokens", "cost") else "left",
-                         no_wrap=True, min_width=len(col))
+        table.add_column(
+            col,
+            justify="right" if col in ("round", "base", "tokens", "cost") else "left",
+            no_wrap=True,
+            min_width=len(col),
+        )
     table.add_column("prompt", overflow="ellipsis", no_wrap=True, ratio=1)
     for r in records:
         verdict = verdict_label(r)
         mark = " ★" if r.round == best_round else ""
         table.add_row(
-            f"{r.round}{mark}", str(r.base_round or ""), Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
-            r.vote_marks or (f"{r.score:.2f}" if r.score is not None else ""), "yes" if r.succeed else "no",
-            str(r.tokens), money(r.cost_usd, r.total_usage.unpriced) if r.usage else "",
+            f"{r.round}{mark}",
+            str(r.base_round or ""),
+            Text(verdict, style=VERDICT_STYLE.get(verdict, "")),
+            r.vote_marks or (f"{r.score:.2f}" if r.score is not None else ""),
+            "yes" if r.succeed else "no",
+            str(r.tokens),
+            money(r.cost_usd, r.total_usage.unpriced) if r.usage else "",
             " ".join(r.prompt.split()),
         )
     return table
@@ -205,8 +239,13 @@ def round_detail(record: RoundRecord, base: RoundRecord | None) -> RenderableTyp
     if not record.prompt.strip():
         parts.append(Text("no candidate prompt was produced in this round", style="dim"))
     elif base is not None:
-        parts.append(Panel(diff_text(base.prompt.strip(), record.prompt.strip()),
-                           title=f"prompt, diff against round {base.round}", title_align="left"))
+        parts.append(
+            Panel(
+                diff_text(base.prompt.strip(), record.prompt.strip()),
+                title=f"prompt, diff against round {base.round}",
+                title_align="left",
+            )
+        )
     else:
         parts.append(Panel(Text(record.prompt.strip()), title="prompt", title_align="left"))
     state = strategy_state(record)
@@ -238,21 +277,31 @@ def strategy_state(record: RoundRecord) -> RenderableType | None:
     """GPO's candidates or Dual-Phase's rewritten sentence and weights, when the round has them."""
     state = record.state or {}
     if isinstance(state.get("candidates"), list):
-        table = Table(title=f"GPO candidates (edit budget {state.get('edit_budget')} words, "
-                            f"retrieval {state.get('retrieval')}, base score {state.get('base_score')})",
-                      title_justify="left", show_edge=False)
+        table = Table(
+            title=f"GPO candidates (edit budget {state.get('edit_budget')} words, "
+            f"retrieval {state.get('retrieval')}, base score {state.get('base_score')})",
+            title_justify="left",
+            show_edge=False,
+        )
         for col in ("#", "score", "votes", "edits", "accepted", "prompt"):
             table.add_column(col, no_wrap=col != "prompt", overflow="ellipsis")
         for i, c in enumerate(state["candidates"], 1):
             score = c.get("score")
-            table.add_row(str(i), "" if score is None else f"{score:.2f}", c.get("votes", ""),
-                          str(c.get("edit_distance", "")), "yes" if c.get("accepted") else "",
-                          c.get("error") or " ".join(str(c.get("prompt", "")).split())[:120])
+            table.add_row(
+                str(i),
+                "" if score is None else f"{score:.2f}",
+                c.get("votes", ""),
+                str(c.get("edit_distance", "")),
+                "yes" if c.get("accepted") else "",
+                c.get("error") or " ".join(str(c.get("prompt", "")).split())[:120],
+            )
         return table
     if "old_sentence" in state:
         text = Text()
-        text.append(f"rewrote sentence {int(state.get('picked', 0)) + 1} "
-                    f"(p={float(state.get('probability', 0)):.2f}, reward {float(state.get('reward', 0)):+.2f})\n")
+        text.append(
+            f"rewrote sentence {int(state.get('picked', 0)) + 1} "
+            f"(p={float(state.get('probability', 0)):.2f}, reward {float(state.get('reward', 0)):+.2f})\n"
+        )
         text.append(f"- {state.get('old_sentence', '')}\n", style="red")
         if state.get("new_sentence"):
             text.append(f"+ {state.get('new_sentence')}\n", style="green")
@@ -263,17 +312,25 @@ def strategy_state(record: RoundRecord) -> RenderableType | None:
 
 
 def estimate_table(est: Estimate, currency_note: bool = True) -> RenderableType:
-    table = Table(title=f"dry run: rounds {est.rounds[0]}–{est.rounds[-1]}" if est.rounds else "dry run: nothing to do",
-                  title_justify="left", show_edge=False)
+    table = Table(
+        title=f"dry run: rounds {est.rounds[0]}–{est.rounds[-1]}" if est.rounds else "dry run: nothing to do",
+        title_justify="left",
+        show_edge=False,
+    )
     for col in ("role", "calls", "prompt tok", "completion tok", "cost"):
         table.add_column(col, justify="left" if col == "role" else "right")
     for role, r in est.roles.items():
         cost = "no price" if r.cost_usd is None else money(r.cost_usd)
         table.add_row(role, str(r.calls), f"~{r.prompt_tokens:,}", f"~{r.completion_tokens:,}", cost)
     total = est.cost_usd
-    table.add_row("total", str(est.calls), f"~{sum(r.prompt_tokens for r in est.roles.values()):,}",
-                  f"~{sum(r.completion_tokens for r in est.roles.values()):,}",
-                  "unknown" if total is None else money(total), style="bold")
+    table.add_row(
+        "total",
+        str(est.calls),
+        f"~{sum(r.prompt_tokens for r in est.roles.values()):,}",
+        f"~{sum(r.completion_tokens for r in est.roles.values()):,}",
+        "unknown" if total is None else money(total),
+        style="bold",
+    )
     note = Text("Upper bound: rounds answered from the cache cost nothing; no model was called.", style="dim")
     return Group(table, note)
 
@@ -281,7 +338,9 @@ def estimate_table(est: Estimate, currency_note: bool = True) -> RenderableType:
 def compare_table(result: CompareResult) -> RenderableType:
     table = Table(show_edge=False, show_lines=False)
     for col in ("#", "question", "votes", "verdict"):
-        table.add_column(col, overflow="ellipsis", no_wrap=col == "question", max_width=70 if col == "question" else None)
+        table.add_column(
+            col, overflow="ellipsis", no_wrap=col == "question", max_width=70 if col == "question" else None
+        )
     if result.metric:
         table.add_column("A ok")
         table.add_column("B ok")
@@ -292,8 +351,11 @@ def compare_table(result: CompareResult) -> RenderableType:
             row += ["✓" if q.a_correct else "✗", "✓" if q.b_correct else "✗"]
         table.add_row(*row)
     summary = Text()
-    summary.append(f"B wins {result.b_wins}, A wins {result.a_wins}, ties {result.ties} of {len(result.questions)} "
-                   f"questions; B's vote win rate {result.win_rate:.0%}", style="bold")
+    summary.append(
+        f"B wins {result.b_wins}, A wins {result.a_wins}, ties {result.ties} of {len(result.questions)} "
+        f"questions; B's vote win rate {result.win_rate:.0%}",
+        style="bold",
+    )
     if result.metric and result.a_accuracy is not None:
         summary.append(f"\naccuracy ({result.metric}): A {result.a_accuracy:.0%}, B {result.b_accuracy:.0%}")
     summary.append(f"\ncalls {result.calls}, cost {money(result.cost_usd, result.unpriced)}", style="dim")

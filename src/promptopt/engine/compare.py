@@ -83,9 +83,9 @@ class CompareResult:
     @property
     def b_better(self) -> bool:
         """B beats A: higher accuracy when a metric decides, else more questions won."""
-        if self.metric and self.a_accuracy is not None and self.b_accuracy is not None:
-            if self.b_accuracy != self.a_accuracy:
-                return self.b_accuracy > self.a_accuracy
+        a, b = self.a_accuracy, self.b_accuracy
+        if self.metric and a is not None and b is not None and a != b:
+            return b > a
         return self.b_wins > self.a_wins
 
 
@@ -105,9 +105,7 @@ async def compare_prompts(
         judge(llm, requirements, [q], [golden[i]], [answers_a[i]], [answers_b[i]], votes)
         for i, q in enumerate(questions)
     )
-    rows = [
-        QuestionVerdict(q, answers_a[i], answers_b[i], verdicts[i].votes) for i, q in enumerate(questions)
-    ]
+    rows = [QuestionVerdict(q, answers_a[i], answers_b[i], verdicts[i].votes) for i, q in enumerate(questions)]
     if metric:
         from promptopt.engine.metrics import get_metric
         from promptopt.engine.scoring import correct_marks

@@ -107,11 +107,23 @@ def estimate_run(
     fake = [AnswerRecord(question=x, answer="x" * answer * 4) for x in questions]
     prompt_len = max(estimate_tokens(template.prompt), 60)
     exec_prompt = sum(messages_tokens(executor_messages(template.prompt, x)) for x in questions) / q
-    opt_prompt = messages_tokens([{"role": "user", "content": render(
-        "optimizer", requirements=template.requirements, prompt=template.prompt,
-        answers=format_qa_block(questions, fake, template.golden), count_rule=count_rule(template.count))}])
-    judge_prompt = messages_tokens(judge_messages(template.requirements, comparison_block(
-        questions, template.golden, fake, fake)))
+    opt_prompt = messages_tokens(
+        [
+            {
+                "role": "user",
+                "content": render(
+                    "optimizer",
+                    requirements=template.requirements,
+                    prompt=template.prompt,
+                    answers=format_qa_block(questions, fake, template.golden),
+                    count_rule=count_rule(template.count),
+                ),
+            }
+        ]
+    )
+    judge_prompt = messages_tokens(
+        judge_messages(template.requirements, comparison_block(questions, template.golden, fake, fake))
+    )
     per_call = {
         "optimizer": (opt_prompt, int(seen.get("optimizer", prompt_len + 250))),
         "executor": (int(exec_prompt), answer),
@@ -121,8 +133,7 @@ def estimate_run(
     # Strategies drop judge calls when a metric decides: tell them whether one will.
     opts = {**config.strategy_options, "metric": template.metric if template.has_answers else None}
     for n in rounds:
-        calls = (strategy.first_round_calls(q, opts) if n == 1
-                 else strategy.calls_per_round(q, config.votes, opts))
+        calls = strategy.first_round_calls(q, opts) if n == 1 else strategy.calls_per_round(q, config.votes, opts)
         for role, count in calls.as_dict().items():
             totals[role].calls += count
             totals[role].prompt_tokens += count * per_call[role][0]

@@ -72,8 +72,9 @@ async def _vote(llm: LLM, messages: list[dict[str, str]], swapped: bool, sample:
     choice = parse_choice(reply.text)
     analysis = extract_tag(reply.text, "analyse") or extract_tag(reply.text, "analysis") or ""
     if choice is None:
-        return VoteRecord(winner="abstain", swapped=swapped, analysis=analysis,
-                          error="unparsable vote: no <choose>A|B</choose>")
+        return VoteRecord(
+            winner="abstain", swapped=swapped, analysis=analysis, error="unparsable vote: no <choose>A|B</choose>"
+        )
     # Unswapped: base is A, candidate is B. Swapped: candidate is A.
     candidate_letter = "A" if swapped else "B"
     if choice == candidate_letter:
@@ -94,9 +95,7 @@ async def judge(
     plan = swap_plan(votes)
     straight = judge_messages(requirements, comparison_block(questions, golden, base, candidate))
     swapped = judge_messages(requirements, comparison_block(questions, golden, candidate, base))
-    records = await gather_ordered(
-        _vote(llm, swapped if s else straight, s, sample=i) for i, s in enumerate(plan)
-    )
+    records = await gather_ordered(_vote(llm, swapped if s else straight, s, sample=i) for i, s in enumerate(plan))
     wins = sum(r.winner == "candidate" for r in records)
     losses = sum(r.winner == "base" for r in records)
     return Verdict(records, wins, losses, votes - wins - losses, min_valid_votes(votes))

@@ -104,8 +104,18 @@ async def run_optimization(
             archived = workspace.archive_results("before-initial-round")
             workspace.write_results(kept)
         records = kept
-        plan = RunPlan(workspace.name, workspace.root, config.strategy, next_round, config.max_rounds,
-                       bool(records), len(template.qa), config.votes, models, archived)
+        plan = RunPlan(
+            workspace.name,
+            workspace.root,
+            config.strategy,
+            next_round,
+            config.max_rounds,
+            bool(records),
+            len(template.qa),
+            config.votes,
+            models,
+            archived,
+        )
         events.run_started(plan)
         run_usage = llm.usage.snapshot()
         new_rounds: list[int] = []
@@ -142,9 +152,16 @@ async def run_optimization(
                 raise BudgetExceeded(f"{message}; no round completed")
             raise WorkspaceError(f"{workspace.root}: no round completed ({message or 'nothing to run'})")
         result = RunResult(
-            name=workspace.name, workspace=workspace.root, strategy=config.strategy, records=records,
-            new_rounds=new_rounds, best=strategy.best(records), usage=llm.usage.since(run_usage),
-            stopped=stopped, message=message, seconds=round(time.perf_counter() - started, 3),
+            name=workspace.name,
+            workspace=workspace.root,
+            strategy=config.strategy,
+            records=records,
+            new_rounds=new_rounds,
+            best=strategy.best(records),
+            usage=llm.usage.since(run_usage),
+            stopped=stopped,
+            message=message,
+            seconds=round(time.perf_counter() - started, 3),
         )
         events.run_done(result)
         return result

@@ -22,7 +22,7 @@ def extract_tag(text: str | None, tag: str) -> str | None:
         opened = list(re.finditer(rf"<\s*{name}\s*>", text, flags=re.IGNORECASE))
         if not opened:
             return None
-        content = text[opened[-1].end():]
+        content = text[opened[-1].end() :]
         # An unclosed tag runs to the next tag we know, or to the end.
         nxt = re.search(r"<\s*/?\s*(analyse|analysis|modification|prompt|choose)\s*>", content, re.IGNORECASE)
         if nxt:
@@ -47,7 +47,7 @@ def parse_choice(text: str | None) -> str | None:
     if not match:
         return None
     letter = match.group(1).upper()
-    rest = content[match.end():]
+    rest = content[match.end() :]
     # "A or B", "A and B", "A/B": no decision.
     if re.search(r"\b(or|and)\s+[\"'(\[]?[AB]\b|/\s*[AB]\b", rest, re.IGNORECASE):
         return None

@@ -82,9 +82,7 @@ class Scorer:
         self.compare: Compare = compare or self._judge
         template = ctx.template
         # A metric needs real answers to compare with; without any, fall back to the judge.
-        self.metric: Metric | None = (
-            get_metric(template.metric) if template.metric and template.has_answers else None
-        )
+        self.metric: Metric | None = get_metric(template.metric) if template.metric and template.has_answers else None
 
     @property
     def kind(self) -> Literal["accuracy", "votes"]:
@@ -109,12 +107,9 @@ class Scorer:
     async def _judge(self, base: list[AnswerRecord], candidate: list[AnswerRecord]) -> Verdict:
         t = self.ctx.template
         questions = [q.question for q in t.qa]
-        return await judge(self.ctx.llm, t.requirements, questions, t.golden, base, candidate,
-                           self.ctx.config.votes)
+        return await judge(self.ctx.llm, t.requirements, questions, t.golden, base, candidate, self.ctx.config.votes)
 
-    async def score(
-        self, base: list[AnswerRecord], candidate: list[AnswerRecord], rule: Rule = "improve"
-    ) -> Score:
+    async def score(self, base: list[AnswerRecord], candidate: list[AnswerRecord], rule: Rule = "improve") -> Score:
         """Compare `candidate` with the current best's answers `base` under `rule`.
 
         "improve": with a metric, accuracy strictly above the base's (no judge call); without,

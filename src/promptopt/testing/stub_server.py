@@ -45,9 +45,7 @@ __all__ = [
     "main",
 ]
 
-FAULT_KINDS = frozenset(
-    {"500", "503", "429", "400", "401", "404", "garbled", "empty", "hang", "drop", "slow"}
-)
+FAULT_KINDS = frozenset({"500", "503", "429", "400", "401", "404", "garbled", "empty", "hang", "drop", "slow"})
 _HANG_MAX_SECONDS = 3600.0
 _GARBLED_BODY = b'{"choices": [tr'
 
@@ -632,9 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds slept before each answer")
     parser.add_argument("--fail-rate", type=float, default=0.0, help="share of requests that fail")
-    parser.add_argument(
-        "--fail-kind", default="500", choices=sorted(FAULT_KINDS), help="fault used by --fail-rate"
-    )
+    parser.add_argument("--fail-kind", default="500", choices=sorted(FAULT_KINDS), help="fault used by --fail-rate")
     parser.add_argument("--seed", type=int, default=0, help="seed for --fail-rate")
     parser.add_argument("--log", default=None, help="append one JSON line per completion request")
     args = parser.parse_args(argv)

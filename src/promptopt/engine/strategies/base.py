@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -158,18 +158,25 @@ class Strategy(ABC):
                 last_error = "reply repeated the current text unchanged"
                 continue
             return Proposal(prompt, analysis, modification, attempts=attempt + 1)
-        return Proposal(None, analysis, modification, error=f"optimizer: {last_error} ({attempts} attempts)",
-                        attempts=attempts)
+        return Proposal(
+            None, analysis, modification, error=f"optimizer: {last_error} ({attempts} attempts)", attempts=attempts
+        )
 
     async def compare(self, base: list[AnswerRecord], candidate: list[AnswerRecord]) -> Verdict:
         t = self.ctx.template
-        return await judge(self.ctx.llm, t.requirements, self.ctx.questions, t.golden, base, candidate,
-                           self.ctx.config.votes)
+        return await judge(
+            self.ctx.llm, t.requirements, self.ctx.questions, t.golden, base, candidate, self.ctx.config.votes
+        )
 
 
 def number_option(
-    options: dict[str, Any], key: str, default: float, low: float, high: float,
-    whole: bool = False, flag: str | None = None,
+    options: Mapping[str, Any],
+    key: str,
+    default: float,
+    low: float,
+    high: float,
+    whole: bool = False,
+    flag: str | None = None,
 ) -> float:
     """A numeric strategy option, checked against its range; errors name the flag."""
     name = flag or f"strategy option {key}"

@@ -52,8 +52,8 @@ def split_sentences(text: str) -> list[str]:
     segments: list[str] = []
     start = 0
     for match in _BOUNDARY.finditer(text):
-        if text[start:match.start()].strip():
-            segments.append(text[start:match.end()])
+        if text[start : match.start()].strip():
+            segments.append(text[start : match.end()])
             start = match.end()
     rest = text[start:]
     if rest:
@@ -73,7 +73,7 @@ def replace_sentence(sentences: Sequence[str], index: int, new: str) -> list[str
     """The sentences with `index` replaced by `new`, keeping the whitespace around the old one."""
     old = sentences[index]
     lead = old[: len(old) - len(old.lstrip())]
-    trail = old[len(old.rstrip()):]
+    trail = old[len(old.rstrip()) :]
     out = list(sentences)
     out[index] = lead + new.strip() + (trail or " ")
     if index == len(out) - 1 and not trail:
@@ -81,8 +81,9 @@ def replace_sentence(sentences: Sequence[str], index: int, new: str) -> list[str
     return out
 
 
-def pick_sentence(weights: Sequence[float], rng: random.Random,
-                  allowed: Iterable[int] | None = None) -> tuple[int, float]:
+def pick_sentence(
+    weights: Sequence[float], rng: random.Random, allowed: Iterable[int] | None = None
+) -> tuple[int, float]:
     """(index, its probability): drawn among `allowed` with probability ∝ exp(weight)."""
     indices = list(range(len(weights))) if allowed is None else list(allowed)
     if not indices:
@@ -99,8 +100,7 @@ def pick_sentence(weights: Sequence[float], rng: random.Random,
     return indices[-1], mass[-1] / total
 
 
-def exp3_update(weights: Sequence[float], index: int, reward: float, probability: float,
-                eta: float) -> list[float]:
+def exp3_update(weights: Sequence[float], index: int, reward: float, probability: float, eta: float) -> list[float]:
     """EXP3 on log-weights: only the picked sentence moves, by eta × reward / its probability."""
     out = [float(w) for w in weights]
     out[index] += eta * reward / max(probability, 1e-9)
@@ -149,8 +149,13 @@ class DualPhase(Strategy):
             for i, q in enumerate(t.qa)
         )
         length_rule = f" Keep the prompt under {t.count} words." if t.count else ""
-        content = prompts.render("dual_phase_init", requirements=t.requirements.strip() or "(none given)",
-                                 prompt=t.prompt.strip(), examples=examples, length_rule=length_rule)
+        content = prompts.render(
+            "dual_phase_init",
+            requirements=t.requirements.strip() or "(none given)",
+            prompt=t.prompt.strip(),
+            examples=examples,
+            length_rule=length_rule,
+        )
         return [{"role": "user", "content": content}]
 
     async def first_round(self) -> RoundRecord:
@@ -169,20 +174,29 @@ class DualPhase(Strategy):
         }
         modification = STRUCTURED if proposal.prompt else None
         return RoundRecord(
-            round=1, prompt=prompt, answers=answers, succeed=True, verdict="initial", error=error,
-            analysis=proposal.analysis, modification=modification,
-            score=self.scorer.initial_score(answers), state=state,
+            round=1,
+            prompt=prompt,
+            answers=answers,
+            succeed=True,
+            verdict="initial",
+            error=error,
+            analysis=proposal.analysis,
+            modification=modification,
+            score=self.scorer.initial_score(answers),
+            state=state,
         )
 
     # --- phase 2 ------------------------------------------------------------------------------
-    def current(
-        self, history: list[RoundRecord], prompt: str
-    ) -> tuple[list[str], list[float], list[int], int]:
+    def current(self, history: list[RoundRecord], prompt: str) -> tuple[list[str], list[float], list[int], int]:
         """(sentences, weights, tried, stale) of the current best prompt, from the newest round."""
         state = history[-1].state if history else {}
         sentences, weights = state.get("sentences"), state.get("weights")
-        if (isinstance(sentences, list) and isinstance(weights, list) and len(sentences) == len(weights)
-                and "".join(sentences) == prompt):
+        if (
+            isinstance(sentences, list)
+            and isinstance(weights, list)
+            and len(sentences) == len(weights)
+            and "".join(sentences) == prompt
+        ):
             tried = [int(i) for i in state.get("tried", []) if 0 <= int(i) < len(sentences)]
             return [str(s) for s in sentences], [float(w) for w in weights], tried, int(state.get("stale", 0))
         # No usable state (e.g. a workspace from elsewhere): start the weights afresh.
@@ -212,19 +226,22 @@ class DualPhase(Strategy):
         if metric is not None:
             wrong = [i for i, mark in enumerate(correct_marks(answers, t.golden, metric)) if mark is False]
             if wrong:
-                text = format_qa_block([self.ctx.questions[i] for i in wrong], [answers[i] for i in wrong],
-                                       [t.golden[i] for i in wrong])
+                text = format_qa_block(
+                    [self.ctx.questions[i] for i in wrong], [answers[i] for i in wrong], [t.golden[i] for i in wrong]
+                )
                 return "Questions the prompt gets wrong (with the reference answers)", text
         text = format_qa_block(self.ctx.questions, answers, t.golden)
         return "The answers the prompt produced (with reference answers where known)", text
 
-    def rewrite_messages(
-        self, prompt: str, sentence: str, answers: list[AnswerRecord]
-    ) -> list[dict[str, str]]:
+    def rewrite_messages(self, prompt: str, sentence: str, answers: list[AnswerRecord]) -> list[dict[str, str]]:
         title, text = self.feedback(answers)
         content = prompts.render(
-            "dual_phase_rewrite", requirements=self.ctx.template.requirements.strip() or "(none given)",
-            prompt=prompt.strip(), sentence=sentence.strip(), feedback_title=title, feedback=text,
+            "dual_phase_rewrite",
+            requirements=self.ctx.template.requirements.strip() or "(none given)",
+            prompt=prompt.strip(),
+            sentence=sentence.strip(),
+            feedback_title=title,
+            feedback=text,
         )
         return [{"role": "user", "content": content}]
 
@@ -251,12 +268,10 @@ class DualPhase(Strategy):
         events.phase(number, "optimize")
         messages = self.rewrite_messages(base.prompt, old, base_answers)
         proposal = await self.propose_sentence(messages, number, old)
-        pick: dict[str, Any] = {"picked": index, "probability": round(probability, 6),
-                                "old_sentence": old.strip()}
+        pick: dict[str, Any] = {"picked": index, "probability": round(probability, 6), "old_sentence": old.strip()}
         record.analysis = proposal.analysis
         if proposal.prompt is None:
-            return self._rejected(record, sentences, weights, tried, stale, pick, FAILED_REWARD,
-                                  error=proposal.error)
+            return self._rejected(record, sentences, weights, tried, stale, pick, FAILED_REWARD, error=proposal.error)
         new_sentences = replace_sentence(sentences, index, proposal.prompt)
         record.prompt = "".join(new_sentences)
         record.modification = f"rewrote sentence {index + 1}: {proposal.prompt.strip()}"
@@ -265,8 +280,16 @@ class DualPhase(Strategy):
         events.phase(number, "execute")
         record.answers = await execute(self.ctx.llm, record.prompt, self.ctx.questions)
         if all(a.error is not None for a in record.answers):
-            return self._rejected(record, sentences, weights, tried, stale, pick, FAILED_REWARD,
-                                  error="every execution of the candidate failed")
+            return self._rejected(
+                record,
+                sentences,
+                weights,
+                tried,
+                stale,
+                pick,
+                FAILED_REWARD,
+                error="every execution of the candidate failed",
+            )
         if self.scorer.metric is None:
             events.phase(number, "judge")
         scored = await self.scorer.score(base_answers, record.answers)
@@ -279,14 +302,22 @@ class DualPhase(Strategy):
         record.state = {**phase2_state(new_sentences, weights, [], 0), **pick, "reward": round(reward, 6)}
         return record
 
-    def _rejected(self, record: RoundRecord, sentences: list[str], weights: list[float], tried: list[int],
-                  stale: int, pick: dict[str, Any], reward: float, error: str | None = None) -> RoundRecord:
+    def _rejected(
+        self,
+        record: RoundRecord,
+        sentences: list[str],
+        weights: list[float],
+        tried: list[int],
+        stale: int,
+        pick: dict[str, Any],
+        reward: float,
+        error: str | None = None,
+    ) -> RoundRecord:
         """The best prompt stays; the picked sentence's weight moves by the reward and it counts as tried."""
         index, probability = pick["picked"], pick["probability"]
         weights = exp3_update(weights, index, reward, probability, self.eta)
         tried = sorted({*tried, index})
-        record.state = {**phase2_state(sentences, weights, tried, stale + 1), **pick,
-                        "reward": round(reward, 6)}
+        record.state = {**phase2_state(sentences, weights, tried, stale + 1), **pick, "reward": round(reward, 6)}
         record.succeed = False
         record.verdict = "failed" if error else "rejected"
         record.error = error
@@ -295,5 +326,9 @@ class DualPhase(Strategy):
 
 def phase2_state(sentences: list[str], weights: list[float], tried: list[int], stale: int) -> dict[str, Any]:
     """The part of `state` the next step resumes from."""
-    return {"sentences": list(sentences), "weights": [round(w, 6) for w in weights], "tried": list(tried),
-            "stale": stale}
+    return {
+        "sentences": list(sentences),
+        "weights": [round(w, 6) for w in weights],
+        "tried": list(tried),
+        "stale": stale,
+    }

@@ -161,8 +161,9 @@ def retrieve(trajectory: Sequence[Entry], k: int, mode: str, current: str | None
 _TOKEN = re.compile(r"\S+\s*")
 
 
-def _rebuild(old_tokens: list[str], new_tokens: list[str],
-             opcodes: Sequence[tuple[str, int, int, int, int]], limit: int) -> str:
+def _rebuild(
+    old_tokens: list[str], new_tokens: list[str], opcodes: Sequence[tuple[str, int, int, int, int]], limit: int
+) -> str:
     """Apply the draft's edits in reading order until `limit` words are spent; cut the last one short."""
     parts: list[str] = []
     left = limit
@@ -174,8 +175,8 @@ def _rebuild(old_tokens: list[str], new_tokens: list[str],
         take = min(cost, left)
         left -= take
         # Replace the first `take` old words by the first `take` new ones; keep the rest as it was.
-        parts.extend(new_tokens[j1:j1 + min(take, j2 - j1)])
-        parts.extend(old_tokens[i1 + min(take, i2 - i1):i2])
+        parts.extend(new_tokens[j1 : j1 + min(take, j2 - j1)])
+        parts.extend(old_tokens[i1 + min(take, i2 - i1) : i2])
     text = ""
     for part in parts:
         if text and not text[-1].isspace():
@@ -189,8 +190,7 @@ def limit_edits(old: str, new: str, budget: int) -> str:
     if word_edit_distance(old, new) <= budget:
         return new
     old_tokens, new_tokens = _TOKEN.findall(old.strip()), _TOKEN.findall(new.strip())
-    matcher = SequenceMatcher(a=[t.strip() for t in old_tokens], b=[t.strip() for t in new_tokens],
-                              autojunk=False)
+    matcher = SequenceMatcher(a=[t.strip() for t in old_tokens], b=[t.strip() for t in new_tokens], autojunk=False)
     opcodes = matcher.get_opcodes()
     # The matcher may align the result differently from the draft: measure, and spend less if needed.
     for limit in range(budget, -1, -1):
@@ -252,16 +252,17 @@ class GPO(Strategy):
     def score_meaning(self) -> str:
         if self.scorer.metric is not None:
             return "accuracy on the questions (share answered correctly), from 0 to 1."
-        return (f"share of judge votes won against the best prompt of its time, from 0 to 1 "
-                f"({SELF_SCORE:.2f} is a tie).")
+        return f"share of judge votes won against the best prompt of its time, from 0 to 1 ({SELF_SCORE:.2f} is a tie)."
 
-    def optimizer_messages(self, base: RoundRecord, base_score: float, retrieved: list[Entry],
-                           budget: int) -> list[dict[str, str]]:
+    def optimizer_messages(
+        self, base: RoundRecord, base_score: float, retrieved: list[Entry], budget: int
+    ) -> list[dict[str, str]]:
         t = self.ctx.template
         shown = sorted(retrieved, key=lambda e: (e.round, e.candidate))  # oldest first: a direction
-        trajectory = "\n\n".join(
-            f"### Version from round {e.round} (score {e.score:.2f})\n{e.prompt.strip()}" for e in shown
-        ) or "(none to show yet)"
+        trajectory = (
+            "\n\n".join(f"### Version from round {e.round} (score {e.score:.2f})\n{e.prompt.strip()}" for e in shown)
+            or "(none to show yet)"
+        )
         content = prompts.render(
             "gpo",
             requirements=t.requirements.strip() or "(none given)",
@@ -275,8 +276,7 @@ class GPO(Strategy):
         )
         return [{"role": "user", "content": content}]
 
-    async def draft(self, messages: list[dict[str, str]], number: int, index: int, current: str,
-                    budget: int) -> Draft:
+    async def draft(self, messages: list[dict[str, str]], number: int, index: int, current: str, budget: int) -> Draft:
         """One candidate within the word budget: ask, ask again once if over, then truncate."""
         proposal = await self.propose(messages, number, unchanged=current, slot=index)
         if proposal.prompt is None:
@@ -286,8 +286,11 @@ class GPO(Strategy):
         if result.distance <= budget:
             return result
         note = prompts.render("gpo_budget", distance=result.distance, budget=budget)
-        retry = [*messages, {"role": "assistant", "content": f"<prompt>{proposal.prompt}</prompt>"},
-                 {"role": "user", "content": note}]
+        retry = [
+            *messages,
+            {"role": "assistant", "content": f"<prompt>{proposal.prompt}</prompt>"},
+            {"role": "user", "content": note},
+        ]
         # A separate slot keeps the retry's cache entries apart from the other candidates'.
         again = await self.propose(retry, number, unchanged=current, slot=index + MAX_CANDIDATES)
         result.regenerated = True
@@ -301,8 +304,9 @@ class GPO(Strategy):
             result.distance = word_edit_distance(current, trimmed)
             if trimmed.strip() == current.strip():
                 error = f"no edit fits the budget of {budget} words"
-                return Draft(index, None, result.analysis, result.modification, error=error,
-                             regenerated=True, truncated=True)
+                return Draft(
+                    index, None, result.analysis, result.modification, error=error, regenerated=True, truncated=True
+                )
         return result
 
     async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord:

@@ -51,8 +51,9 @@ class SPO(Strategy):
             base = base.model_copy(update={"answers": base_answers})
         events.phase(number, "optimize")
         proposal = await self.propose(self.optimizer_messages(base), number, unchanged=base.prompt)
-        record = RoundRecord(round=number, base_round=base.round, analysis=proposal.analysis,
-                             modification=proposal.modification)
+        record = RoundRecord(
+            round=number, base_round=base.round, analysis=proposal.analysis, modification=proposal.modification
+        )
         if proposal.prompt is None:
             return record.model_copy(update={"verdict": "failed", "error": proposal.error})
         record.prompt = proposal.prompt
