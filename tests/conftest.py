@@ -29,20 +29,32 @@ def default_reply(role: str, messages: list[dict[str, Any]], n: int) -> str:
     return f"answer to {question}"
 
 
-class FakeLLM:
-    """Scripted replies per role (a queue), then defaults; `history` records every request."""
+class Killed(Exception):
+    """Stands in for kill -9 between two model calls."""
 
-    def __init__(self, script: dict[str, list[Reply]] | None = None, delay: float = 0.0) -> None:
+
+class FakeLLM:
+    """Scripted replies per role (a queue), then defaults; `history` records every request.
+
+    `after=N` raises Killed on call N+1, to test resuming a run cut off mid-round.
+    """
+
+    def __init__(
+        self, script: dict[str, list[Reply]] | None = None, delay: float = 0.0, after: int | None = None
+    ) -> None:
         self.script = {role: list(replies) for role, replies in (script or {}).items()}
         self.history: list[tuple[str, list[dict[str, Any]], int]] = []
         self.usage = Ledger()
         self.delay = delay
         self.counts: dict[str, int] = {}
+        self.after = after
 
     def calls(self, role: str | None = None) -> int:
         return sum(1 for r, _, _ in self.history if role is None or r == role)
 
     async def complete(self, role: str, messages: list[dict[str, Any]], *, sample: int = 0) -> Completion:
+        if self.after is not None and self.calls() >= self.after:
+            raise Killed
         self.history.append((role, messages, sample))
         n = self.counts[role] = self.counts.get(role, 0) + 1
         if self.delay:

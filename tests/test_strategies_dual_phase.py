@@ -23,7 +23,7 @@ from promptopt.engine.strategies.dual_phase import (
 )
 from promptopt.template import Template
 from promptopt.workspace import Workspace
-from tests.conftest import FakeLLM
+from tests.conftest import FakeLLM, Killed
 from tests.yes_no import metric_executor, quality_executor, quality_judge, yes_no_template
 
 STRUCTURED = (
@@ -301,21 +301,6 @@ def improving_every_other_time(messages: list[dict[str, Any]]) -> str:
     return f"<sentence>{sentence} {suffix}</sentence>"
 
 
-class Killed(Exception):
-    pass
-
-
-class KilledFake(FakeLLM):
-    def __init__(self, script: dict[str, list[Any]], after: int) -> None:
-        super().__init__(script)
-        self.after = after
-
-    async def complete(self, role: str, messages: list[dict[str, Any]], *, sample: int = 0) -> Any:
-        if self.calls() >= self.after:
-            raise Killed
-        return await super().complete(role, messages, sample=sample)
-
-
 def deterministic(cls: type[FakeLLM] = FakeLLM, **kw: Any) -> FakeLLM:
     script = {
         "optimizer": [init(), *[improving_every_other_time] * 100],
@@ -356,7 +341,7 @@ def test_a_killed_run_resumes_exactly_as_an_uninterrupted_one(tmp_path: Path) ->
     straight = run(template(), deterministic(), tmp_path / "a", max_rounds=6, patience=10)
     assert {r.verdict for r in straight.records[1:]} >= {"accepted", "rejected"}
     with pytest.raises(Killed):  # killed in the middle of round 4
-        run(template(), deterministic(KilledFake, after=4 + 2 * 6 + 2), tmp_path / "b", max_rounds=6, patience=10)
+        run(template(), deterministic(after=4 + 2 * 6 + 2), tmp_path / "b", max_rounds=6, patience=10)
     assert [r.round for r in Workspace(tmp_path / "b" / "ws", "x").load()] == [1, 2, 3]
     resumed_llm = FakeLLM(
         {

@@ -28,7 +28,7 @@ from promptopt.engine.strategies.gpo import (
 from promptopt.errors import ConfigError
 from promptopt.template import Template
 from promptopt.workspace import Workspace
-from tests.conftest import FakeLLM
+from tests.conftest import FakeLLM, Killed
 from tests.yes_no import QUALITY, metric_executor, quality_executor, quality_judge, yes_no_template
 
 
@@ -337,21 +337,6 @@ class SampleFake(FakeLLM):
         return await super().complete(role, messages, sample=sample)
 
 
-class Killed(Exception):
-    pass
-
-
-class KilledFake(SampleFake):
-    def __init__(self, script: dict[str, list[Any]], after: int) -> None:
-        super().__init__(script)
-        self.after = after
-
-    async def complete(self, role: str, messages: list[dict[str, Any]], *, sample: int = 0) -> Any:
-        if self.calls() >= self.after:
-            raise Killed
-        return await super().complete(role, messages, sample=sample)
-
-
 def deterministic(cls: type[SampleFake] = SampleFake, **kw: Any) -> SampleFake:
     """Replies that depend only on the request (content and sample), never on call order."""
     llm: SampleFake
@@ -394,7 +379,7 @@ def test_a_killed_run_resumes_exactly_as_an_uninterrupted_one(tmp_path: Path) ->
     straight = run(template(), deterministic(), tmp_path / "a", max_rounds=5, candidates=2)
     assert any(r.verdict == "accepted" for r in straight.records[1:])
     with pytest.raises(Killed):  # killed in the middle of round 4
-        run(template(), deterministic(KilledFake, after=3 + 2 * 12 + 5), tmp_path / "b", max_rounds=5, candidates=2)
+        run(template(), deterministic(after=3 + 2 * 12 + 5), tmp_path / "b", max_rounds=5, candidates=2)
     assert [r.round for r in Workspace(tmp_path / "b" / "ws", "x").load()] == [1, 2, 3]
     resumed = run(template(), deterministic(), tmp_path / "b", max_rounds=5, candidates=2)
     assert essentials(resumed) == essentials(straight)
