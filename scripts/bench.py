@@ -8,6 +8,7 @@ Scenarios (docs/benchmarks.md explains each figure and the targets):
   startup        median wall time of `promptopt --help`, `init`, `show`, `import promptopt.cli`
   rerun          the CLI twice with the same flags against a stub subprocess: calls and time of run 2
   dry-run        `optimize --dry-run --json` vs what the real run then spent, per role
+  dry-run-warm   the same once the estimator has data: a second project after a first run, a resume
 
     python scripts/bench.py                              # all scenarios, the issue's settings
     python scripts/bench.py --scenario critical-path --rounds 10 --questions 3 --votes 4 --latency 0.3
@@ -1046,6 +1047,57 @@ def print_estimate(con: Console, rows: dict[str, Any], title: str) -> None:
     con.print(table)
 
 
+def scenario_dry_warm(
+    args: argparse.Namespace, root: Path, env: dict[str, str], con: Console, report: dict[str, Any]
+) -> None:
+    """--dry-run where the estimator has data: a second project after a first run, and a resume.
+
+    The CLI against a stub process (bundled templates, L = --warm-latency): `-t Poem -n A` (fills the
+    cache), then `-t Navigate -n B --dry-run` vs the real run of B (B's dry run on the empty cache is
+    compared too); in a second cache, `-t Poem -n R -r 5`, then `-r R --dry-run` vs the real continuation.
+    """
+    con.rule(f"dry-run with data: second project, resume ({args.rounds} rounds, L={args.warm_latency}s)")
+    con.print(f"[dim]{load_info()} before[/dim]")
+    work = root / "dry-warm"
+    work.mkdir()
+    half = max(1, args.rounds // 2)
+    stub = StubProcess(args.warm_latency, work / "stub.jsonl", env)
+    out: dict[str, Any] = {"latency": args.warm_latency, "rounds": args.rounds, "resume_from": half}
+
+    def optimize(cache: str, *flags: str) -> dict[str, Any]:
+        cmd = [*promptopt_command(), "optimize", *flags, "-m", args.model, "--api-base", stub.url]
+        cmd += ["--votes", str(args.votes), "-j", str(args.concurrency), "--json", "-q"]
+        before = stub.count()
+        _, proc = run_cmd(cmd, {**env, "PROMPTOPT_CACHE_DIR": str(work / cache)}, work)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(flags)} exited {proc.returncode}: {proc.stderr[-800:]}")
+        if "--dry-run" in flags and stub.count() != before:
+            raise RuntimeError(f"{' '.join(flags)} called the stub")
+        return json.loads(proc.stdout)
+
+    r = str(args.rounds)
+    try:
+        cold = optimize("cache-a", "-t", "Navigate", "-n", "B", "-r", r, "--dry-run")
+        optimize("cache-a", "-t", "Poem", "-n", "A", "-r", r)
+        warm = optimize("cache-a", "-t", "Navigate", "-n", "B", "-r", r, "--dry-run")
+        second = optimize("cache-a", "-t", "Navigate", "-n", "B", "-r", r)
+        optimize("cache-r", "-t", "Poem", "-n", "R", "-r", str(half))
+        rest = optimize("cache-r", "-t", "Poem", "-n", "R", "-r", r, "--dry-run")
+        resumed = optimize("cache-r", "-t", "Poem", "-n", "R", "-r", r)
+    finally:
+        stub.stop()
+    cases = {
+        "second_project_empty_cache": (cold, second, "Navigate B: --dry-run on an empty cache vs the real run of B"),
+        "second_project": (warm, second, "Navigate B: --dry-run after Poem A filled the cache vs the real run of B"),
+        "resume": (rest, resumed, f"Poem R: -r {half} done, --dry-run -r {r} vs the real continuation"),
+    }
+    for key, (est, real, title) in cases.items():
+        out[key] = compare_estimate(est, real["usage"])
+        print_estimate(con, out[key], title)
+    con.print(f"[dim]{load_info()} after[/dim]")
+    report.setdefault("cli", {})["dry_run_warm"] = out
+
+
 def sized_responder(estimate_per_call: dict[str, tuple[int, int]]) -> Any:
     """Stub replies as long as the estimator assumes (to test its structure, not its guesses)."""
     counter = {"n": 0}
@@ -1193,13 +1245,24 @@ def summary(report: dict[str, Any], con: Console) -> None:
             f"calls {t['calls']['diff_pct']:+.1f}%, tokens {t['tokens']['diff_pct']:+.1f}%",
             mark(cli["dry_run_sized"]["pass"]),
         )
+    warm = cli.get("dry_run_warm", {})
+    for key, label in (("second_project", "second project, cache filled"), ("resume", "resume")):
+        if key in warm:
+            t = warm[key]["total"]
+            table.add_row(
+                f"  --dry-run, {label}",
+                f"calls {t['calls']['diff_pct']:+.1f}%, tokens {t['tokens']['diff_pct']:+.1f}%",
+                mark(warm[key]["pass"]),
+            )
     con.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--scenario", default="all", choices=["critical-path", "wide", "startup", "rerun", "dry-run", "all"]
+        "--scenario",
+        default="all",
+        choices=["critical-path", "wide", "startup", "rerun", "dry-run", "dry-run-warm", "all"],
     )
     parser.add_argument("--rounds", type=int, default=10, help="rounds of the run (default 10)")
     parser.add_argument("--questions", type=int, default=3, help="questions in the template (default 3)")
@@ -1209,6 +1272,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wide-questions", type=int, default=200, help="questions for `wide` (default 200)")
     parser.add_argument("--wide-concurrency", type=int, default=32, help="concurrency for `wide` (default 32)")
     parser.add_argument("--wide-rounds", type=int, default=3, help="rounds for `wide` (default 3)")
+    parser.add_argument(
+        "--warm-latency", type=float, default=0.05, help="stub seconds per call for `dry-run-warm` (default 0.05)"
+    )
     parser.add_argument("--rerun-runs", type=int, default=3, help="timed reruns of a finished run (default 3)")
     parser.add_argument("--startup-runs", type=int, default=7, help="runs per start-up command (default 7)")
     parser.add_argument(
@@ -1221,8 +1287,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print a JSON report on stdout (tables on stderr)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and print its path")
     args = parser.parse_args(argv)
-    if min(args.rounds, args.questions, args.votes, args.concurrency, args.startup_runs) < 1 or args.latency < 0:
-        parser.error("counts must be ≥ 1 and --latency ≥ 0")
+    if (
+        min(args.rounds, args.questions, args.votes, args.concurrency, args.startup_runs) < 1
+        or min(args.latency, args.warm_latency) < 0
+    ):
+        parser.error("counts must be ≥ 1 and latencies ≥ 0")
 
     con = Console(stderr=args.json, width=150)
     root = Path(tempfile.mkdtemp(prefix="promptopt-bench-"))
@@ -1258,6 +1327,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if chosen in ("dry-run", "all"):
             scenario_dry_sized(args, root, env, con, report)
+        if chosen in ("dry-run-warm", "all"):
+            scenario_dry_warm(args, root, env, con, report)
         report["load_end"] = load_info()
         summary(report, con)
     finally:

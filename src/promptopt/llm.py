@@ -263,6 +263,10 @@ class LiteLLMClient:
         if self._litellm is None:
             started = time.perf_counter()
             self._litellm = _import_litellm()
+            try:  # litellm's first request imports this (~0.5 s): start-up, not round 1's time
+                import openai.resources  # noqa: F401
+            except ImportError:
+                pass
             self.startup_seconds += time.perf_counter() - started
         return self._litellm
 
