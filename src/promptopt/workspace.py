@@ -25,7 +25,7 @@ Verdict = Literal["initial", "win", "lose", "failed", "accepted", "rejected"]
 
 
 class AnswerRecord(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     question: str = ""
     answer: str = ""
@@ -33,7 +33,7 @@ class AnswerRecord(BaseModel):
 
 
 class VoteRecord(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     winner: Literal["candidate", "base", "abstain"]
     swapped: bool = False
@@ -47,7 +47,7 @@ class VoteRecord(BaseModel):
 
 
 class RoleUsage(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     calls: int = 0
     cached: int = 0
@@ -74,7 +74,7 @@ class RoleUsage(BaseModel):
 class RoundRecord(BaseModel):
     """One entry of prompts/results.json: SPO's keys first, then ours (all optional)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     round: int
     answers: list[AnswerRecord] = Field(default_factory=list)
