@@ -239,3 +239,13 @@ def test_compare_reports_accuracy_with_a_metric(here: Path, stub: Any) -> None:
     # The stub echoes the prompt and question: "say yes" appears in the answer, the other reference never does.
     assert data["metric"] == "contains" and data["a_accuracy"] == 0.5 and data["b_accuracy"] == 0.5
     assert [q["a_correct"] for q in data["questions"]] == [True, False]
+
+
+def test_local_model_runs_one_call_at_a_time_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptopt.cli import _build_config
+
+    assert _build_config({"model": "local"}).concurrency == 1
+    assert _build_config({"model": "local", "concurrency": 3}).concurrency == 3
+    monkeypatch.setenv("PROMPTOPT_CONCURRENCY", "4")
+    assert _build_config({"model": "local"}).concurrency == 4
+    assert _build_config({"model": "openai/x"}).concurrency == 4

@@ -119,7 +119,7 @@ def _build_config(flags: dict[str, Any]) -> Any:
     from promptopt.local import uses_local
 
     config = resolve_config(flags)
-    if uses_local([config.role(r).model for r in ROLES]) and "concurrency" not in flags:
+    if uses_local([config.role(r).model for r in ROLES]) and "concurrency" not in config.model_fields_set:
         # The embedded model generates one reply at a time: queued calls would wait toward their timeout.
         config = config.model_copy(update={"concurrency": 1})
     return config
@@ -244,7 +244,6 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
     _demo_note(err, config, quiet)
     events = _cli_events(err, quiet, config)
     client = _client(config, on_call=events.call_done)
-    events.client = client
 
     async def go() -> Any:
         result = await run_optimization(template, config, client, ws, events)
@@ -340,6 +339,7 @@ def _load_run(path: str) -> tuple[Any, list[Any], Any]:
 def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) -> None:
     from promptopt.errors import WorkspaceError
     from promptopt.render import round_detail, round_json, rounds_table
+    from promptopt.workspace import best_round
 
     ws, records, best = _load_run(path)
     if best_only:
@@ -350,8 +350,11 @@ def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) 
         record = by_round.get(round_number)
         if record is None:
             raise WorkspaceError(f"{path}: no round {round_number} (rounds {records[0].round}–{records[-1].round})")
-        base_no = record.base_round if record.base_round is not None else _spo_base(records, round_number)
-        base = by_round.get(base_no) if base_no is not None else None
+        if record.base_round is not None:
+            base = by_round.get(record.base_round)
+        else:  # written by SPO: its base was the best round before it
+            earlier = [r for r in records if r.round < round_number]
+            base = best_round(earlier) if earlier else None
         if json_out:
             print(json.dumps(record.model_dump(mode="json"), ensure_ascii=False, indent=2))
             return
@@ -375,14 +378,6 @@ def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) 
     out = _out()
     out.print(f"[bold]{ws.name}[/bold] — {len(records)} rounds, best round {best.round}")
     out.print(rounds_table(records, best.round))
-
-
-def _spo_base(records: list[Any], number: int) -> int | None:
-    """For SPO-written rounds (no base_round): the newest winning round before `number`."""
-    for r in reversed(records):
-        if r.round < number and (r.succeed or r.round == 1):
-            return int(r.round)
-    return None
 
 
 # --- compare --------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ def word_edit_distance(old: str, new: str) -> int:
 
 def diff_stats(old: str, new: str) -> tuple[int, int]:
     """(words added, words removed)."""
-    added = sum(len(c.text.split()) for c in word_diff(old, new) if c.op == "insert")
-    removed = sum(len(c.text.split()) for c in word_diff(old, new) if c.op == "delete")
+    chunks = word_diff(old, new)
+    added = sum(len(c.text.split()) for c in chunks if c.op == "insert")
+    removed = sum(len(c.text.split()) for c in chunks if c.op == "delete")
     return added, removed

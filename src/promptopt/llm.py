@@ -256,6 +256,7 @@ class LiteLLMClient:
         self._checked = False
         self._preflight_error: PromptoptError | None = None
         self._priced: dict[str, bool] = {}
+        self._key_present: dict[str, bool] = {}
         self.startup_seconds = 0.0
 
     def _lib(self) -> Any:
@@ -278,7 +279,9 @@ class LiteLLMClient:
         return kwargs
 
     def _call_kwargs(self, role: RoleConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
-        if role.api_base and not _provider_key_present(self._lib(), role.model):
+        if role.api_base and role.model not in self._key_present:
+            self._key_present[role.model] = _provider_key_present(self._lib(), role.model)
+        if role.api_base and not self._key_present[role.model]:
             # Local servers (llama.cpp, vLLM, Ollama's OpenAI API) need no key, but the OpenAI SDK
             # insists on one: hand it a placeholder only when the environment has none.
             return {**kwargs, "api_key": "no-key-needed"}

@@ -19,7 +19,6 @@ class CliEvents(Events):
         self.console = console
         self.quiet = quiet
         self.last_round = last_round
-        self.client: Any = None
         self.round = 0
         self.phase_name = "starting"
         self.calls = 0

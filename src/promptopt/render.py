@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from promptopt.diff import word_diff
-from promptopt.workspace import RoleUsage, RoundRecord
+from promptopt.workspace import RoleUsage, RoundRecord, sum_usage
 
 if TYPE_CHECKING:
     from promptopt.engine.compare import CompareResult
@@ -33,13 +33,6 @@ def money(value: float, unpriced: bool = False) -> str:
         return "no price"
     text = f"${value:.4f}" if value < 1 else f"${value:.2f}"
     return text + ("*" if unpriced else "")
-
-
-def total_usage(usage: dict[str, RoleUsage]) -> RoleUsage:
-    total = RoleUsage()
-    for u in usage.values():
-        total = total.add(u)
-    return total
 
 
 def diff_text(old: str, new: str) -> Text:
@@ -111,7 +104,7 @@ def usage_table(usage: dict[str, RoleUsage], title: str = "Usage") -> Table:
                 f"{u.completion_tokens:,}",
                 money(u.cost_usd, u.unpriced),
             )
-    t = total_usage(usage)
+    t = sum_usage(usage)
     table.add_row(
         "total",
         str(t.calls),
@@ -145,7 +138,7 @@ def run_summary(result: RunResult) -> RenderableType:
             )
         )
     parts.append(usage_table(result.usage, "This run"))
-    t = total_usage(result.usage)
+    t = sum_usage(result.usage)
     if t.unpriced:
         parts.append(Text("Some models have no price in litellm's table: their cost shows as $0.", style="dim"))
     parts.append(Text(f"Workspace: {result.workspace}", style="dim"))
@@ -153,7 +146,7 @@ def run_summary(result: RunResult) -> RenderableType:
 
 
 def run_json(result: RunResult) -> dict[str, Any]:
-    t = total_usage(result.usage)
+    t = sum_usage(result.usage)
     return {
         "name": result.name,
         "workspace": str(result.workspace),

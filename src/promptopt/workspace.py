@@ -110,10 +110,15 @@ class RoundRecord(BaseModel):
 
     @property
     def total_usage(self) -> RoleUsage:
-        total = RoleUsage()
-        for usage in self.usage.values():
-            total = total.add(usage)
-        return total
+        return sum_usage(self.usage)
+
+
+def sum_usage(usage: dict[str, RoleUsage]) -> RoleUsage:
+    """All roles' usage added up."""
+    total = RoleUsage()
+    for u in usage.values():
+        total = total.add(u)
+    return total
 
 
 def check_plain_name(name: str) -> str:

@@ -14,7 +14,8 @@ from promptopt.workspace import AnswerRecord, VoteRecord
 FAILED = "(no answer: the model call failed)"
 
 
-def _answer_text(item: AnswerRecord) -> str:
+def answer_text(item: AnswerRecord) -> str:
+    """An answer as a model should see it: failed calls and empty replies are said so."""
     return FAILED if item.error is not None else (item.answer.strip() or "(empty answer)")
 
 
@@ -27,8 +28,8 @@ def comparison_block(
         lines = [f"### Question {i + 1}", question.strip()]
         if golden[i]:
             lines.append(f"Reference answer: {golden[i]}")
-        lines.append(f"A: {_answer_text(first[i])}")
-        lines.append(f"B: {_answer_text(second[i])}")
+        lines.append(f"A: {answer_text(first[i])}")
+        lines.append(f"B: {answer_text(second[i])}")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from promptopt.config import RunConfig
 from promptopt.engine.execute import execute
-from promptopt.engine.judge import Verdict, judge
+from promptopt.engine.judge import Verdict, answer_text, judge
 from promptopt.engine.parse import extract_tag, parse_prompt
 from promptopt.errors import ConfigError, LLMError
 from promptopt.events import Events
@@ -59,8 +59,7 @@ def format_qa_block(questions: list[str], answers: list[AnswerRecord], golden: l
     parts = []
     for i, question in enumerate(questions):
         item = answers[i] if i < len(answers) else AnswerRecord(question=question, error="missing")
-        answer = "(no answer: the model call failed)" if item.error is not None else item.answer.strip()
-        lines = [f"### Question {i + 1}", question.strip(), f"Answer: {answer or '(empty answer)'}"]
+        lines = [f"### Question {i + 1}", question.strip(), f"Answer: {answer_text(item)}"]
         if golden[i]:
             lines.append(f"Reference answer: {golden[i]}")
         parts.append("\n".join(lines))
