@@ -115,14 +115,9 @@ def _flags(**values: Any) -> dict[str, Any]:
 
 
 def _build_config(flags: dict[str, Any]) -> Any:
-    from promptopt.config import ROLES, resolve_config
-    from promptopt.local import uses_local
+    from promptopt.api import load_config
 
-    config = resolve_config(flags)
-    if uses_local([config.role(r).model for r in ROLES]) and "concurrency" not in config.model_fields_set:
-        # The embedded model generates one reply at a time: queued calls would wait toward their timeout.
-        config = config.model_copy(update={"concurrency": 1})
-    return config
+    return load_config(**flags)
 
 
 def _demo_note(console: Console, config: Any, quiet: bool) -> None:
@@ -131,14 +126,6 @@ def _demo_note(console: Console, config: Any, quiet: bool) -> None:
 
     if not quiet and uses_local([config.role(r).model for r in ROLES]):
         console.print(f"[yellow]note: {DEMO_NOTE}[/yellow]")
-
-
-def _client(config: Any, on_call: Callable[[Any], None] | None = None) -> Any:
-    from promptopt.cache import ResponseCache
-    from promptopt.llm import LiteLLMClient
-
-    cache = ResponseCache(config.cache_dir) if config.cache else None
-    return LiteLLMClient(config, cache=cache, on_call=on_call)
 
 
 @app.command()
@@ -219,47 +206,18 @@ def optimize(
 
 
 def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet: bool, json_out: bool) -> None:
-    from promptopt.engine.loop import run_optimization
-    from promptopt.engine.strategies import get_strategy
-    from promptopt.files import atomic_write
+    from promptopt.api import optimize_async, prepare_run
     from promptopt.render import run_json, run_summary
-    from promptopt.template import dump_template, load_template
-    from promptopt.workspace import Workspace
 
-    template, path = load_template(template_ref)
-    config = _build_config(flags)
-    get_strategy(config.strategy)
-    gpo_only = sorted(k for k in config.strategy_options if k in {"retrieval", "top_k", "edit_budget", "candidates"})
-    if gpo_only and config.strategy != "gpo":
-        from promptopt.errors import ConfigError
-
-        flag = "--" + gpo_only[0].replace("_", "-")
-        raise ConfigError(f"{flag} applies to --strategy gpo (this run uses {config.strategy})")
-    if config.name is None:
-        config = config.model_copy(update={"name": path.stem})
-    ws = Workspace(config.workspace, config.name)
+    template, config, _ = prepare_run(template_ref, _build_config(flags))
     if dry_run:
-        return _dry_run(template, config, ws, json_out)
+        return _dry_run(template, config, json_out)
     err = _err()
     _demo_note(err, config, quiet)
     events = _cli_events(err, quiet, config)
-    client = _client(config, on_call=events.call_done)
-
-    async def go() -> Any:
-        result = await run_optimization(template, config, client, ws, events)
-        return result
-
-    try:
-        ws.prompts.mkdir(parents=True, exist_ok=True)
-        # The template of the latest run, so `compare WORKSPACE/NAME:ROUND` knows the questions.
-        atomic_write(ws.root / "template.yaml", dump_template(template))
-    except OSError as exc:
-        from promptopt.errors import WorkspaceError
-
-        raise WorkspaceError(f"cannot write workspace {ws.root}: {exc.strerror or exc}") from None
     try:
         with events:
-            result = run_async(go)
+            result = run_async(lambda: optimize_async(template, config, events=events))
     except Interrupted as exc:
         if not quiet:
             err.print(f"[yellow]{exc}[/yellow]")
@@ -272,21 +230,11 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
         raise typer.Exit(ExitCode.BUDGET)
 
 
-def _dry_run(template: Any, config: Any, ws: Any, json_out: bool) -> None:
-    from promptopt.engine.estimate import estimate_run
-    from promptopt.engine.loop import check_strategy, resume_point
+def _dry_run(template: Any, config: Any, json_out: bool) -> None:
+    from promptopt.api import estimate
     from promptopt.render import estimate_table
 
-    records = ws.load()
-    check_strategy(records, config.strategy)
-    kept, first = resume_point(records, config.initial_round)
-    averages: dict[str, float] = {}
-    if config.cache:
-        from promptopt.cache import ResponseCache
-        from promptopt.config import ROLES
-
-        averages = ResponseCache(config.cache_dir).completion_averages({r: config.role(r).model for r in ROLES})
-    est = estimate_run(template, config, kept, first, averages)
+    est = estimate(template, config)
     if json_out:
         print(
             json.dumps(
@@ -323,52 +271,31 @@ def show(
     guarded(lambda: _show(path, round_, best, json_out))
 
 
-def _load_run(path: str) -> tuple[Any, list[Any], Any]:
-    from promptopt.errors import WorkspaceError
-    from promptopt.workspace import Workspace, best_round
-
-    ws = Workspace.from_path(path)
-    if not ws.exists():
-        raise WorkspaceError(f"{path}: no prompts/results.json here (expected WORKSPACE/NAME)")
-    records = ws.load()
-    if not records:
-        raise WorkspaceError(f"{ws.results_path}: no rounds yet")
-    return ws, records, best_round(records)
-
-
 def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) -> None:
-    from promptopt.errors import WorkspaceError
+    from promptopt.api import load_run
     from promptopt.render import round_detail, round_json, rounds_table
-    from promptopt.workspace import best_round
 
-    ws, records, best = _load_run(path)
+    run = load_run(path)
+    best = run.best
     if best_only:
         sys.stdout.write(best.prompt if best.prompt.endswith("\n") else best.prompt + "\n")
         return
-    by_round = {r.round: r for r in records}
     if round_number is not None:
-        record = by_round.get(round_number)
-        if record is None:
-            raise WorkspaceError(f"{path}: no round {round_number} (rounds {records[0].round}–{records[-1].round})")
-        if record.base_round is not None:
-            base = by_round.get(record.base_round)
-        else:  # written by SPO: its base was the best round before it
-            earlier = [r for r in records if r.round < round_number]
-            base = best_round(earlier) if earlier else None
+        record = run.round(round_number)
         if json_out:
             print(json.dumps(record.model_dump(mode="json"), ensure_ascii=False, indent=2))
             return
-        _out().print(round_detail(record, base))
+        _out().print(round_detail(record, run.base_of(record)))
         return
     if json_out:
         print(
             json.dumps(
                 {
-                    "name": ws.name,
-                    "workspace": str(ws.root),
+                    "name": run.name,
+                    "workspace": str(run.path),
                     "best_round": best.round,
                     "best_prompt": best.prompt,
-                    "rounds": [round_json(r) for r in records],
+                    "rounds": [round_json(r) for r in run.records],
                 },
                 ensure_ascii=False,
                 indent=2,
@@ -376,8 +303,8 @@ def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) 
         )
         return
     out = _out()
-    out.print(f"[bold]{ws.name}[/bold] — {len(records)} rounds, best round {best.round}")
-    out.print(rounds_table(records, best.round))
+    out.print(f"[bold]{run.name}[/bold] — {len(run.records)} rounds, best round {best.round}")
+    out.print(rounds_table(run.records, best.round))
 
 
 # --- compare --------------------------------------------------------------------------------
@@ -427,13 +354,10 @@ def _compare(
     fail_if_worse: bool,
     json_out: bool,
 ) -> None:
-    from promptopt.engine.compare import compare_prompts
-    from promptopt.errors import ConfigError
+    from promptopt.api import compare_async
     from promptopt.questions import load_questions, resolve_prompt
     from promptopt.render import compare_table
 
-    if votes < 1:
-        raise ConfigError("--votes must be at least 1")
     prompt_a, tmpl_a = resolve_prompt(a)
     prompt_b, tmpl_b = resolve_prompt(b)
     template = None
@@ -442,21 +366,13 @@ def _compare(
 
         template, _ = load_template(template_ref)
     template = template or tmpl_a or tmpl_b
-    if questions_file is not None:
-        qs, golden = load_questions(questions_file)
-    elif template is not None:
-        qs, golden = [q.question for q in template.qa], template.golden
-    else:
-        raise ConfigError("compare needs questions: pass --template or --questions")
+    qs, golden = load_questions(questions_file) if questions_file is not None else (None, None)
     config = _build_config(flags)
-    client = _client(config)
-    requirements = template.requirements if template else ""
-    metric = template.metric if template else None
-    result = run_async(lambda: compare_prompts(client, prompt_a, prompt_b, qs, golden, requirements, votes, metric))
-    total = client.usage
-    result.calls = total.calls
-    result.cost_usd = total.cost_usd
-    result.unpriced = any(u.unpriced for u in total.roles.values())
+    result = run_async(
+        lambda: compare_async(
+            prompt_a, prompt_b, template=template, questions=qs, golden=golden, votes=votes, config=config
+        )
+    )
     if json_out:
         print(json.dumps(_compare_json(result), ensure_ascii=False, indent=2))
     else:
@@ -518,10 +434,11 @@ def doctor(
 
 
 def _doctor(flags: dict[str, Any], json_out: bool) -> None:
-    from promptopt.doctor import check_models, checks_json, render_checks
+    from promptopt.api import check_models_async
+    from promptopt.doctor import checks_json, render_checks
 
     config = _build_config(flags)
-    checks = run_async(lambda: check_models(config))
+    checks = run_async(lambda: check_models_async(config))
     if json_out:
         print(json.dumps(checks_json(checks), ensure_ascii=False, indent=2))
     else:

@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import urllib.request
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -88,8 +89,11 @@ def listening(api_base: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
         return f"nothing listens at {api_base} ({host}:{port}: {reason}); start the server or fix --api-base"
 
 
-def _free_problem(litellm: Any, role: RoleConfig) -> tuple[str, str] | None:
-    """(error, diagnosis) when a role cannot work, found without calling any model."""
+def _free_problem(litellm: Any, role: RoleConfig, keyed: bool = False) -> tuple[str, str] | None:
+    """(error, diagnosis) when a role cannot work, found without calling any model.
+
+    `keyed`: the caller hands this role a key itself, so the environment need not have one.
+    """
     from promptopt import local
 
     if local.uses_local([role.model]):
@@ -104,6 +108,8 @@ def _free_problem(litellm: Any, role: RoleConfig) -> tuple[str, str] | None:
     if role.api_base:
         down = listening(role.api_base)
         return (down, down) if down else None
+    if keyed:
+        return None
     try:
         env = litellm.validate_environment(model=role.model)
     except Exception:
@@ -117,22 +123,25 @@ def _free_problem(litellm: Any, role: RoleConfig) -> tuple[str, str] | None:
     return None
 
 
-def _groups(config: RunConfig) -> list[tuple[list[str], RoleConfig]]:
-    """Roles sharing a model, api_base and extra kwargs are checked once (temperature aside)."""
+def _groups(config: RunConfig, api_keys: Mapping[str, str] | None = None) -> list[tuple[list[str], RoleConfig]]:
+    """Roles sharing a model, api_base, extra kwargs and key are checked once (temperature aside)."""
+    keys = api_keys or {}
     groups: dict[str, tuple[list[str], RoleConfig]] = {}
     for name in ROLES:
         role = config.role(name)
-        key = json.dumps([role.model, role.api_base, role.extra], sort_keys=True, default=str)
+        # Which key a role uses separates groups; the key itself never enters this string.
+        key_of = sorted(set(keys.values())).index(keys[name]) if name in keys else None
+        key = json.dumps([role.model, role.api_base, role.extra, key_of], sort_keys=True, default=str)
         groups.setdefault(key, ([], role))[0].append(name)
     return list(groups.values())
 
 
-def free_checks(config: RunConfig) -> list[str]:
+def free_checks(config: RunConfig, keyed: Collection[str] = ()) -> list[str]:
     """Problems found without a model call (keys, api_base listening, embedded model installed)."""
     litellm = _import_litellm()
     problems = []
     for names, role in _groups(config):
-        found = _free_problem(litellm, role)
+        found = _free_problem(litellm, role, all(n in keyed for n in names))
         if found is not None:
             error, diagnosis = found
             detail = error if error == diagnosis else f"{error}: {diagnosis}"
@@ -191,12 +200,15 @@ def diagnose(exc: LLMError, check: RoleCheck, keyed: bool, timeout: float) -> st
     return "the call failed: see the error"
 
 
-async def _check(litellm: Any, config: RunConfig, names: list[str], role: RoleConfig, timeout: float) -> RoleCheck:
+async def _check(
+    litellm: Any, config: RunConfig, names: list[str], role: RoleConfig, timeout: float, api_keys: Mapping[str, str]
+) -> RoleCheck:
     provider = _provider(litellm, role)
     check = RoleCheck(role=names[0], model=role.model, provider=provider, api_base=role.api_base)
     check.usd_per_1k_prompt, check.usd_per_1k_completion = _price_per_1k(litellm, role.model)
     check.priced = check.usd_per_1k_prompt is not None
-    found = await asyncio.to_thread(_free_problem, litellm, role)
+    key = api_keys.get(names[0])
+    found = await asyncio.to_thread(_free_problem, litellm, role, bool(key))
     if found is not None:
         check.error, check.diagnosis = (redact(s) for s in found)
         return check
@@ -215,12 +227,12 @@ async def _check(litellm: Any, config: RunConfig, names: list[str], role: RoleCo
             "concurrency": 1,
         }
     )
-    client = LiteLLMClient(client_config, cache=None)
+    client = LiteLLMClient(client_config, cache=None, api_keys={names[0]: key} if key else None)
     check.called = True
     try:
         done = await client.complete(names[0], PING)
     except LLMError as exc:
-        keyed = bool(litellm.validate_environment(model=role.model).get("keys_in_environment"))
+        keyed = bool(key) or bool(litellm.validate_environment(model=role.model).get("keys_in_environment"))
         check.error = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         check.diagnosis = redact(diagnose(exc, check, keyed, timeout))
         return check
@@ -234,12 +246,16 @@ async def _check(litellm: Any, config: RunConfig, names: list[str], role: RoleCo
     return check
 
 
-async def check_models(config: RunConfig) -> list[RoleCheck]:
-    """One tiny request per distinct role config; a check for each of the three roles, in order."""
+async def check_models(config: RunConfig, api_keys: Mapping[str, str] | None = None) -> list[RoleCheck]:
+    """One tiny request per distinct role config; a check for each of the three roles, in order.
+
+    `api_keys` (role → key) are used for these calls only, as `LiteLLMClient` does.
+    """
     litellm = _import_litellm()
+    keys = {role: key for role, key in (api_keys or {}).items() if key}
     timeout = config.timeout if "timeout" in config.model_fields_set else CALL_TIMEOUT
-    groups = _groups(config)
-    done = await asyncio.gather(*(_check(litellm, config, names, role, timeout) for names, role in groups))
+    groups = _groups(config, keys)
+    done = await asyncio.gather(*(_check(litellm, config, names, role, timeout, keys) for names, role in groups))
     checks: dict[str, RoleCheck] = {}
     for (names, _), first in zip(groups, done, strict=True):
         checks[names[0]] = first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -49,3 +50,25 @@ class RecordingEvents(Events):
 
     def run_done(self, result: RunResult) -> None:
         self.log.append(("run_done", result))
+
+
+class FunctionEvents(Events):
+    """Hands every event to one callback as (name, payload): `fn("round_done", record)`."""
+
+    def __init__(self, fn: Callable[[str, object], None]) -> None:
+        self.fn = fn
+
+    def run_started(self, plan: RunPlan) -> None:
+        self.fn("run_started", plan)
+
+    def phase(self, round_number: int, phase: str) -> None:
+        self.fn("phase", (round_number, phase))
+
+    def call_done(self, completion: Completion) -> None:
+        self.fn("call_done", completion)
+
+    def round_done(self, record: RoundRecord) -> None:
+        self.fn("round_done", record)
+
+    def run_done(self, result: RunResult) -> None:
+        self.fn("run_done", result)

@@ -7,7 +7,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -136,8 +136,11 @@ class Budget:
 _KEYISH = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+|key-[A-Za-z0-9]{16,})")
 
 
-def redact(text: str) -> str:
-    """Remove anything that looks like a credential, and the values of *_KEY/_TOKEN variables."""
+def redact(text: str, secrets: Collection[str] = ()) -> str:
+    """Remove anything that looks like a credential, the values of *_KEY/_TOKEN variables, and `secrets`."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
     for name, value in os.environ.items():
         if value and len(value) >= 8 and re.search(r"(KEY|TOKEN|SECRET|PASSWORD)", name):
             text = text.replace(value, "[redacted]")
@@ -242,8 +245,11 @@ class LiteLLMClient:
         budget: Budget | None = None,
         on_call: Callable[[Completion], None] | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        api_keys: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
+        # Keys given for this client only (a web UI session): never cached, logged or written.
+        self._api_keys = {role: key for role, key in (api_keys or {}).items() if key}
         self.cache = cache
         self.budget = budget or Budget(config.max_calls, config.budget_usd)
         self.usage = Ledger()
@@ -278,7 +284,9 @@ class LiteLLMClient:
             kwargs["api_base"] = role.api_base
         return kwargs
 
-    def _call_kwargs(self, role: RoleConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _call_kwargs(self, role_name: str, role: RoleConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if role_name in self._api_keys:
+            return {**kwargs, "api_key": self._api_keys[role_name]}
         if role.api_base and role.model not in self._key_present:
             self._key_present[role.model] = _provider_key_present(self._lib(), role.model)
         if role.api_base and not self._key_present[role.model]:
@@ -297,7 +305,7 @@ class LiteLLMClient:
         if not self._checked:
             self._lib()  # the import is start-up time, not the first round's
             try:
-                preflight(self.config)
+                preflight(self.config, keyed=set(self._api_keys))
             except PromptoptError as exc:
                 self._preflight_error = exc
                 raise
@@ -371,7 +379,7 @@ class LiteLLMClient:
         self, role: str, cfg: RoleConfig, messages: Messages, kwargs: dict[str, Any]
     ) -> Completion:
         litellm = self._lib()
-        kwargs = self._call_kwargs(cfg, kwargs)
+        kwargs = self._call_kwargs(role, cfg, kwargs)
         attempts = self.config.max_attempts
         for attempt in range(1, attempts + 1):
             start = time.perf_counter()
@@ -399,6 +407,8 @@ class LiteLLMClient:
                 prompt_tokens, completion_tokens = _usage(response, messages, text)
                 cost, priced = self._cost(litellm, response, cfg.model, prompt_tokens, completion_tokens)
                 return Completion(text, role, cfg.model, prompt_tokens, completion_tokens, cost, priced, False, seconds)
+            if self._api_keys and error.args:
+                error.args = (redact(str(error.args[0]), self._api_keys.values()), *error.args[1:])
             if not error.retryable or attempt == attempts:
                 if error.retryable:
                     raise type(error)(f"{error} (gave up after {attempts} attempts)")
@@ -468,11 +478,14 @@ def _provider_key_present(litellm: Any, model: str) -> bool:
         return True
 
 
-def preflight(config: RunConfig) -> None:
-    """Free checks before spending (no model call): keys present, api_base listening, local model installed."""
+def preflight(config: RunConfig, keyed: Collection[str] = ()) -> None:
+    """Free checks before spending (no model call): keys present, api_base listening, local model installed.
+
+    Roles in `keyed` have a key handed to the client, so a missing environment key is no problem.
+    """
     from promptopt.doctor import free_checks
     from promptopt.errors import ConfigError
 
-    problems = free_checks(config)
+    problems = free_checks(config, keyed)
     if problems:
         raise ConfigError("\n".join(problems))

@@ -507,6 +507,8 @@ class StubServer:
     def _handle_completion(self, handler: _Handler, body: dict[str, Any], raw: bytes) -> None:
         role = classify(body)
         record = self._begin(role, body)
+        # In memory only (never in log_path): tests check which key a request carried.
+        record["authorization"] = handler.headers.get("Authorization")
         handler._before_reply = lambda: self._end(record, raw)
         try:
             self._answer(handler, record, role, body)

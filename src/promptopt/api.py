@@ -1,0 +1,374 @@
+"""The Python API: the engine the CLI and the web UI drive, with no prints.
+
+Every function returns the result objects the CLI renders (`RunResult`, `Run`, `CompareResult`,
+`AnswerRecord`); progress goes to an `Events` object or a plain callback. Each `*_async`
+function has a blocking twin that also works where an event loop is already running (Jupyter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from promptopt.config import ROLES, RunConfig, resolve_config
+from promptopt.errors import ConfigError, Interrupted, WorkspaceError
+from promptopt.events import Events, FunctionEvents
+from promptopt.template import Template, dump_template, load_template
+from promptopt.workspace import AnswerRecord, RoundRecord, Workspace, best_round
+
+if TYPE_CHECKING:
+    from promptopt.doctor import RoleCheck
+    from promptopt.engine.compare import CompareResult
+    from promptopt.engine.estimate import Estimate
+    from promptopt.engine.loop import RunResult
+    from promptopt.llm import LLM
+
+T = TypeVar("T")
+EventsLike = Events | Callable[[str, object], None] | None
+TemplateLike = Template | str | Path
+GPO_OPTIONS = ("retrieval", "top_k", "edit_budget", "candidates")
+
+
+def load_config(**flags: Any) -> RunConfig:
+    """A RunConfig as the CLI builds it: defaults < config file < PROMPTOPT_* env < these flags.
+
+    Flags use the CLI's names: `model`, `opt_model`, `eval_temp`, `api_base`, `max_rounds`, ...
+    """
+    from promptopt.local import uses_local
+
+    config = resolve_config({k: v for k, v in flags.items() if v is not None})
+    if uses_local([config.role(r).model for r in ROLES]) and "concurrency" not in config.model_fields_set:
+        # The embedded model generates one reply at a time: queued calls would wait toward their timeout.
+        config = config.model_copy(update={"concurrency": 1})
+    return config
+
+
+def _template(template: TemplateLike) -> tuple[Template, str | None]:
+    if isinstance(template, Template):
+        return template, None
+    loaded, path = load_template(template)
+    return loaded, path.stem
+
+
+def prepare_run(template: TemplateLike, config: RunConfig | None = None) -> tuple[Template, RunConfig, Workspace]:
+    """Check what a run needs before anything is spent; the run name defaults to the template's file name."""
+    from promptopt.engine.strategies import get_strategy
+
+    tmpl, stem = _template(template)
+    config = config or load_config()
+    get_strategy(config.strategy)
+    gpo_only = sorted(k for k in config.strategy_options if k in GPO_OPTIONS)
+    if gpo_only and config.strategy != "gpo":
+        flag = "--" + gpo_only[0].replace("_", "-")
+        raise ConfigError(f"{flag} applies to --strategy gpo (this run uses {config.strategy})")
+    if config.name is None:
+        if stem is None:
+            raise ConfigError("name the run: RunConfig(name=...) is needed when the template is not a file")
+        config = config.model_copy(update={"name": stem})
+    assert config.name is not None
+    return tmpl, config, Workspace(config.workspace, config.name)
+
+
+def make_client(
+    config: RunConfig,
+    *,
+    on_call: Callable[[Any], None] | None = None,
+    api_keys: Mapping[str, str] | None = None,
+) -> LLM:
+    """The litellm client with the response cache the config asks for.
+
+    `api_keys` maps a role to a key used for this client only (the web UI's session keys):
+    never written anywhere, never part of a cache key.
+    """
+    from promptopt.cache import ResponseCache
+    from promptopt.llm import LiteLLMClient
+
+    cache = ResponseCache(config.cache_dir) if config.cache else None
+    return LiteLLMClient(config, cache=cache, on_call=on_call, api_keys=api_keys)
+
+
+def _events(events: EventsLike) -> Events:
+    if events is None:
+        return Events()
+    if isinstance(events, Events):
+        return events
+    return FunctionEvents(events)
+
+
+async def optimize_async(
+    template: TemplateLike,
+    config: RunConfig | None = None,
+    *,
+    events: EventsLike = None,
+    llm: LLM | None = None,
+    api_keys: Mapping[str, str] | None = None,
+) -> RunResult:
+    """Run (or resume) an optimization; completed rounds are on disk as soon as they finish."""
+    from promptopt.engine.loop import run_optimization
+    from promptopt.files import atomic_write
+
+    tmpl, config, ws = prepare_run(template, config)
+    ev = _events(events)
+    client = llm or make_client(config, on_call=ev.call_done, api_keys=api_keys)
+    try:
+        ws.prompts.mkdir(parents=True, exist_ok=True)
+        # The template of the latest run, so `compare WORKSPACE/NAME:ROUND` knows the questions.
+        atomic_write(ws.root / "template.yaml", dump_template(tmpl))
+    except OSError as exc:
+        raise WorkspaceError(f"cannot write workspace {ws.root}: {exc.strerror or exc}") from None
+    return await run_optimization(tmpl, config, client, ws, ev)
+
+
+def optimize(
+    template: TemplateLike,
+    config: RunConfig | None = None,
+    *,
+    events: EventsLike = None,
+    llm: LLM | None = None,
+    api_keys: Mapping[str, str] | None = None,
+) -> RunResult:
+    """Blocking `optimize_async`."""
+    return run_sync(lambda: optimize_async(template, config, events=events, llm=llm, api_keys=api_keys))
+
+
+def start(
+    template: TemplateLike,
+    config: RunConfig | None = None,
+    *,
+    events: EventsLike = None,
+    llm: LLM | None = None,
+    api_keys: Mapping[str, str] | None = None,
+) -> RunHandle:
+    """Start a run in a background thread; `stop()` it like Ctrl-C (completed rounds stay saved)."""
+    prepare_run(template, config)  # bad input fails here, in the caller's thread
+    return RunHandle(lambda: optimize_async(template, config, events=events, llm=llm, api_keys=api_keys))
+
+
+def estimate(template: TemplateLike, config: RunConfig | None = None) -> Estimate:
+    """What `--dry-run` prints: calls, tokens and cost of the rounds still to run. Calls nothing."""
+    from promptopt.engine.estimate import estimate_run
+    from promptopt.engine.loop import check_strategy, resume_point
+
+    tmpl, config, ws = prepare_run(template, config)
+    records = ws.load()
+    check_strategy(records, config.strategy)
+    kept, first = resume_point(records, config.initial_round)
+    averages: dict[str, float] = {}
+    if config.cache:
+        from promptopt.cache import ResponseCache
+
+        averages = ResponseCache(config.cache_dir).completion_averages({r: config.role(r).model for r in ROLES})
+    return estimate_run(tmpl, config, kept, first, averages)
+
+
+# --- reading runs ------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """A run on disk: its rounds, the best one, and the template it last ran with."""
+
+    workspace: Workspace
+    records: list[RoundRecord]
+    best: RoundRecord
+    template: Template | None = None
+
+    @property
+    def name(self) -> str:
+        return self.workspace.name
+
+    @property
+    def path(self) -> Path:
+        return self.workspace.root
+
+    def round(self, number: int) -> RoundRecord:
+        for record in self.records:
+            if record.round == number:
+                return record
+        first, last = self.records[0].round, self.records[-1].round
+        raise WorkspaceError(f"{self.path}: no round {number} (rounds {first}–{last})")
+
+    def base_of(self, record: RoundRecord) -> RoundRecord | None:
+        """The round a candidate was judged against (SPO's own files: the best round before it)."""
+        if record.base_round is not None:
+            return next((r for r in self.records if r.round == record.base_round), None)
+        earlier = [r for r in self.records if r.round < record.round]
+        return best_round(earlier) if earlier else None
+
+
+def load_run(path: str | Path) -> Run:
+    """Read WORKSPACE/NAME (ours or one MetaGPT's SPO wrote)."""
+    ws = Workspace.from_path(path)
+    if not ws.exists():
+        raise WorkspaceError(f"{path}: no prompts/results.json here (expected WORKSPACE/NAME)")
+    records = ws.load()
+    if not records:
+        raise WorkspaceError(f"{ws.results_path}: no rounds yet")
+    template = None
+    if (ws.root / "template.yaml").is_file():
+        template, _ = load_template(ws.root / "template.yaml")
+    return Run(ws, records, best_round(records), template)
+
+
+# --- comparing and trying prompts --------------------------------------------------------------
+
+
+async def compare_async(
+    a: str,
+    b: str,
+    *,
+    template: TemplateLike | None = None,
+    questions: Sequence[str] | None = None,
+    golden: Sequence[str | None] | None = None,
+    votes: int = 2,
+    config: RunConfig | None = None,
+    llm: LLM | None = None,
+    api_keys: Mapping[str, str] | None = None,
+) -> CompareResult:
+    """Run prompt texts A and B on the same questions and judge them pairwise, question by question.
+
+    Questions come from `questions` (with optional `golden` answers) or else from the template.
+    """
+    from promptopt.engine.compare import compare_prompts
+
+    if votes < 1:
+        raise ConfigError("--votes must be at least 1")
+    tmpl = _template(template)[0] if template is not None else None
+    gold: list[str | None]
+    if questions is not None:
+        qs = list(questions)
+        gold = list(golden) if golden is not None else [None for _ in qs]
+        if len(gold) != len(qs):
+            raise ConfigError(f"{len(qs)} questions but {len(gold)} golden answers")
+    elif tmpl is not None:
+        qs, gold = [q.question for q in tmpl.qa], list(tmpl.golden)
+    else:
+        raise ConfigError("compare needs questions: pass --template or --questions")
+    if not qs:
+        raise ConfigError("compare needs at least one question")
+    config = config or load_config()
+    client = llm or make_client(config, api_keys=api_keys)
+    before = client.usage.snapshot()
+    requirements = tmpl.requirements if tmpl else ""
+    metric = tmpl.metric if tmpl else None
+    result = await compare_prompts(client, a, b, qs, gold, requirements, votes, metric)
+    spent = client.usage.since(before)
+    result.calls = sum(u.calls for u in spent.values())
+    result.cost_usd = sum(u.cost_usd for u in spent.values())
+    result.unpriced = any(u.unpriced for u in spent.values())
+    return result
+
+
+def compare(a: str, b: str, **kwargs: Any) -> CompareResult:
+    """Blocking `compare_async`."""
+    return run_sync(lambda: compare_async(a, b, **kwargs))
+
+
+async def answer_async(
+    prompt: str,
+    question: str,
+    config: RunConfig | None = None,
+    *,
+    llm: LLM | None = None,
+    api_keys: Mapping[str, str] | None = None,
+) -> AnswerRecord:
+    """Run one prompt on one new question with the executor model (the web UI's "try" page)."""
+    from promptopt.engine.execute import answer_one
+
+    if not prompt.strip():
+        raise ConfigError("the prompt is empty")
+    if not question.strip():
+        raise ConfigError("the question is empty")
+    config = config or load_config()
+    client = llm or make_client(config, api_keys=api_keys)
+    return await answer_one(client, prompt, question)
+
+
+def answer(prompt: str, question: str, config: RunConfig | None = None, **kwargs: Any) -> AnswerRecord:
+    """Blocking `answer_async`."""
+    return run_sync(lambda: answer_async(prompt, question, config, **kwargs))
+
+
+async def check_models_async(
+    config: RunConfig | None = None, *, api_keys: Mapping[str, str] | None = None
+) -> list[RoleCheck]:
+    """`promptopt doctor`: one tiny request per distinct role model, with a diagnosis on failure."""
+    from promptopt.doctor import check_models as check
+
+    return await check(config or load_config(), api_keys=api_keys)
+
+
+def check_models(config: RunConfig | None = None, *, api_keys: Mapping[str, str] | None = None) -> list[RoleCheck]:
+    """Blocking `check_models_async`."""
+    return run_sync(lambda: check_models_async(config, api_keys=api_keys))
+
+
+# --- running coroutines from blocking code -----------------------------------------------------
+
+
+def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to its end; inside a running event loop (Jupyter) it runs on a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    return RunHandle(factory).wait()
+
+
+class RunHandle:
+    """A coroutine running on its own event loop in a background thread."""
+
+    def __init__(self, factory: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        self._factory = factory
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._lock = threading.Lock()
+        self._stop = False
+        self._done = threading.Event()
+        self._result: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="promptopt-run", daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        async def main() -> Any:
+            with self._lock:
+                self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
+                if self._stop:
+                    raise asyncio.CancelledError
+            return await self._factory()
+
+        try:
+            self._result = asyncio.run(main())
+        except asyncio.CancelledError:
+            self.error = Interrupted("stopped: completed rounds are saved; start the same run again to resume")
+        except BaseException as exc:  # handed to the caller by wait()
+            self.error = exc
+        finally:
+            self._done.set()
+
+    def stop(self) -> None:
+        """Cancel the run; calls in flight are abandoned, completed rounds stay on disk."""
+        with self._lock:
+            self._stop = True
+            if self._loop is not None and self._task is not None and not self._done.is_set():
+                try:
+                    self._loop.call_soon_threadsafe(self._task.cancel)
+                except RuntimeError:  # the loop closed in between: nothing left to stop
+                    pass
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """The result; raises the run's error (`Interrupted` after `stop()`), or TimeoutError."""
+        if not self._done.wait(timeout):
+            raise TimeoutError("the run is still going")
+        if self.error is not None:
+            raise self.error
+        return self._result
