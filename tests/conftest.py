@@ -124,3 +124,12 @@ def stub() -> Iterator[Any]:
 
     with StubServer() as server:
         yield server
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip a test whose optional tool is missing; with PROMPTOPT_REQUIRE_ALL=1 (CI) fail instead."""
+    if available:
+        return
+    if os.environ.get("PROMPTOPT_REQUIRE_ALL") == "1":
+        pytest.fail(f"{reason} (PROMPTOPT_REQUIRE_ALL=1: every test must run)")
+    pytest.skip(reason)

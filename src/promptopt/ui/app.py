@@ -1,0 +1,316 @@
+"""The Streamlit page: `promptopt ui` runs this script; each browser session has its own state.
+
+Pages: Models, Template, Run, Results, Try. The page only draws and collects input; the work is
+done by promptopt.api and the pure helpers in promptopt.ui.session.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from promptopt import api
+from promptopt.bundled import bundled_templates
+from promptopt.config import ROLES, RunConfig
+from promptopt.engine.strategies import STRATEGIES
+from promptopt.errors import PromptoptError
+from promptopt.llm import redact
+from promptopt.template import dump_template, load_template, parse_template
+from promptopt.ui import session as ui
+
+WORKSPACE_ENV = "PROMPTOPT_UI_WORKSPACE"
+
+
+def defaults() -> RunConfig:
+    if "defaults" not in st.session_state:
+        st.session_state.defaults = api.load_config()
+    config: RunConfig = st.session_state.defaults
+    return config
+
+
+def state() -> ui.SessionState:
+    if "promptopt" not in st.session_state:
+        workspace = Path(os.environ.get(WORKSPACE_ENV) or defaults().workspace).resolve()
+        st.session_state.promptopt = ui.SessionState.create(workspace, defaults())
+    s: ui.SessionState = st.session_state.promptopt
+    return s
+
+
+def show_error(exc: BaseException) -> None:
+    text = str(exc) if isinstance(exc, PromptoptError) else f"{type(exc).__name__}: {exc}"
+    st.error(redact(text, state().api_keys().values()))
+
+
+# --- Models ------------------------------------------------------------------------------------
+
+
+def page_models(s: ui.SessionState) -> None:
+    st.header("Models")
+    st.caption(
+        "Any litellm model: openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest, ollama/llama3.2, or "
+        "openai/<name> with an API base for an OpenAI-compatible server. Keys come from the environment; "
+        "a key typed here is used by this browser session only and is never written to disk."
+    )
+    for role in ROLES:
+        form = s.roles[role]
+        with st.expander(f"{role}: {form.model}", expanded=role == "optimizer"):
+            form.model = st.text_input("Model", form.model, key=f"{role}_model")
+            form.api_base = st.text_input("API base (optional)", form.api_base, key=f"{role}_api_base")
+            form.temperature = st.slider("Temperature", 0.0, 2.0, form.temperature, 0.1, key=f"{role}_temp")
+            form.api_key = st.text_input(
+                "API key for this session (optional)", form.api_key, type="password", key=f"{role}_key"
+            )
+    if st.button("Test connection", key="test_models"):
+        with st.spinner("One tiny request per model…"):
+            try:
+                checks = api.check_models(s.config(defaults()), api_keys=s.api_keys())
+            except Exception as exc:
+                show_error(exc)
+                return
+        for check in checks:
+            label = f"{check.role}: {check.model}"
+            if check.same_as:
+                st.info(f"{label}: same model as {check.same_as}")
+            elif check.ok:
+                price = "no price" if not check.priced else f"${check.usd_per_1k_prompt or 0:.5f}/1k prompt tokens"
+                st.success(f"{label}: ok in {check.latency_s}s ({price})")
+            else:
+                st.error(f"{label}: {check.error}. {check.diagnosis or ''}")
+
+
+# --- Template ----------------------------------------------------------------------------------
+
+
+def page_template(s: ui.SessionState) -> None:
+    st.header("Template")
+    names = sorted(bundled_templates())
+    col1, col2 = st.columns([3, 1])
+    choice = col1.selectbox("Bundled template", names, key="bundled_choice")
+    if col2.button("Load", key="load_bundled") and choice:
+        set_template(s, *load_template(choice))
+    uploaded = st.file_uploader("…or load a template file (SPO's YAML)", type=["yaml", "yml"], key="upload")
+    if uploaded is not None and st.session_state.get("uploaded_id") != uploaded.file_id:
+        st.session_state.uploaded_id = uploaded.file_id
+        try:
+            set_template(s, parse_template(uploaded.getvalue(), uploaded.name), Path(uploaded.name))
+        except PromptoptError as exc:
+            show_error(exc)
+    if s.template is None:
+        st.info("Load a template to edit it.")
+        return
+    t = s.template
+    st.subheader(s.template_name)
+    prompt = st.text_area("Prompt", t.prompt, height=160, key=f"tpl_prompt_{s.template_name}")
+    requirements = st.text_area("Requirements", t.requirements, height=80, key=f"tpl_req_{s.template_name}")
+    count = st.number_input(
+        "Count (answer length hint, 0 = none)", 0, 100_000, t.count or 0, key=f"tpl_count_{s.template_name}"
+    )
+    rows = st.data_editor(
+        ui.qa_rows(t), num_rows="dynamic", width="stretch", key=f"tpl_qa_{s.template_name}"
+    )
+    try:
+        edited = ui.template_from_form(prompt, requirements, int(count), list(rows), t.metric)
+    except PromptoptError as exc:
+        show_error(exc)
+        return
+    s.template = edited
+    st.caption(f"{len(edited.qa)} questions · the run uses this edited template")
+    text = dump_template(edited)
+    st.download_button("Download YAML", text, file_name=f"{s.template_name}.yaml", key="download_yaml")
+    with st.expander("Save on the server"):
+        target = st.text_input("Path", f"{s.template_name}.yaml", key="save_path")
+        overwrite = st.checkbox("Overwrite if it exists", key="save_overwrite")
+        if st.button("Save", key="save_template"):
+            save_template(Path(target).expanduser(), text, overwrite)
+
+
+def set_template(s: ui.SessionState, template: Any, path: Path) -> None:
+    s.template, s.template_name = template, path.stem
+
+
+def save_template(path: Path, text: str, overwrite: bool) -> None:
+    from promptopt.files import atomic_write
+
+    if path.exists() and not overwrite:
+        st.error(f"{path} exists: tick 'Overwrite' to replace it")
+        return
+    try:
+        atomic_write(path, text)
+    except OSError as exc:
+        st.error(f"{path}: cannot write ({exc.strerror or exc})")
+        return
+    st.success(f"saved {path}")
+
+
+# --- Run ---------------------------------------------------------------------------------------
+
+
+def page_run(s: ui.SessionState) -> None:
+    st.header("Run")
+    if s.template is None:
+        st.info("Load a template first (Template page).")
+        return
+    cfg = s.settings
+    c1, c2, c3, c4 = st.columns(4)
+    cfg.max_rounds = int(c1.number_input("Rounds", 1, 100, cfg.max_rounds, key="max_rounds"))
+    cfg.votes = int(c2.number_input("Judge votes", 1, 16, cfg.votes, key="votes"))
+    cfg.concurrency = int(c3.number_input("Concurrency", 1, 64, cfg.concurrency, key="concurrency"))
+    cfg.budget_usd = float(c4.number_input("Budget $ (0 = none)", 0.0, 1000.0, cfg.budget_usd, key="budget"))
+    strategies = sorted(STRATEGIES)
+    cfg.strategy = st.selectbox("Strategy", strategies, strategies.index(cfg.strategy), key="strategy")
+    running = s.current is not None and s.current.status() == "running"
+    try:
+        config = s.config(defaults())
+        est = api.estimate(s.template, config.model_copy(update={"name": "estimate-only"}))
+        tokens = sum(r.prompt_tokens + r.completion_tokens for r in est.roles.values())
+        cost = "cost unknown (a model has no price)" if est.cost_usd is None else f"at most ${est.cost_usd:.4f}"
+        st.caption(f"Estimate before starting: {est.calls} model calls, ~{tokens:,} tokens, {cost}")
+    except PromptoptError as exc:
+        show_error(exc)
+        return
+    start_col, stop_col = st.columns(2)
+    if start_col.button("Start", key="start_run", disabled=running, type="primary"):
+        start_run(s, config)
+    if stop_col.button("Stop", key="stop_run", disabled=not running) and s.current is not None:
+        s.current.handle.stop()
+    run_progress()
+
+
+def start_run(s: ui.SessionState, config: RunConfig) -> None:
+    name = s.new_run_name()
+    config = config.model_copy(update={"name": name})
+    progress = ui.RunProgress(config.max_rounds)
+    try:
+        assert s.template is not None
+        handle = api.start(s.template, config, events=progress, api_keys=s.api_keys())
+    except PromptoptError as exc:
+        show_error(exc)
+        return
+    s.runs.append(ui.ActiveRun(name, config.workspace / name, handle, progress))
+    st.session_state.results_run = str(config.workspace / name)
+
+
+@st.fragment(run_every=1.0)
+def run_progress() -> None:
+    s = state()
+    run = s.current
+    if run is None:
+        return
+    snap = run.progress.snapshot()
+    status = run.status()
+    st.markdown(f"**{run.name}** — {status} · {snap['phase']}")
+    done = len(snap["rounds"])
+    st.progress(min(done / max(snap["last_round"], 1), 1.0), text=f"{done}/{snap['last_round']} rounds")
+    cached = f" ({snap['cached']} cached)" if snap["cached"] else ""
+    st.caption(f"{snap['calls']} calls{cached} · ${snap['cost_usd']:.4f} · workspace {run.path}")
+    if snap["rounds"]:
+        st.dataframe(ui.rounds_rows(snap["rounds"]), width="stretch", hide_index=True, key="live_rounds")
+    if status.startswith("failed"):
+        st.error(status)
+    elif status != "running":
+        st.success(f"Run {status}. Open the Results page for every round.")
+
+
+# --- Results -----------------------------------------------------------------------------------
+
+
+def page_results(s: ui.SessionState) -> None:
+    st.header("Results")
+    runs = ui.list_runs(s.workspace)
+    if not runs:
+        st.info(f"No runs under {s.workspace} yet.")
+        return
+    labels = [str(p) for p in runs]
+    wanted = st.session_state.get("results_run")
+    index = labels.index(wanted) if wanted in labels else 0
+    chosen = st.selectbox("Run", labels, index, key="results_choice", format_func=lambda p: Path(p).name)
+    try:
+        run = api.load_run(chosen)
+    except PromptoptError as exc:
+        show_error(exc)
+        return
+    st.markdown(f"**{run.name}** — {len(run.records)} rounds, best round {run.best.round}")
+    st.dataframe(ui.rounds_rows(run.records), width="stretch", hide_index=True, key="results_table")
+    chart = ui.chart_data(run.records)
+    c1, c2 = st.columns(2)
+    c1.caption("Judge votes per round")
+    c1.bar_chart(chart, x="round", y=["votes for", "votes against"])
+    c2.caption("Cost per round ($)")
+    c2.bar_chart(chart, x="round", y="cost_usd")
+    st.subheader("Best prompt")
+    st.code(run.best.prompt, language=None)
+    numbers = [r.round for r in run.records]
+    number = st.selectbox("Round detail", numbers, len(numbers) - 1, key="detail_round")
+    record = run.round(int(number))
+    base = run.base_of(record)
+    st.markdown(f"Verdict: **{record.verdict or ''}** {record.vote_marks}" + (f" vs round {base.round}" if base else ""))
+    if record.error:
+        st.warning(record.error)
+    if base is not None:
+        st.caption(f"Prompt change against round {base.round}")
+        st.html(ui.diff_html(base.prompt, record.prompt))
+    else:
+        st.code(record.prompt, language=None)
+    if record.modification:
+        st.caption(f"Optimizer: {record.modification}")
+    for i, vote in enumerate(record.votes):
+        with st.expander(f"Judge vote {i + 1}: {vote.winner}" + (" (swapped)" if vote.swapped else "")):
+            st.write(vote.analysis or vote.error or "(no analysis)")
+    st.caption("Answers")
+    st.dataframe(ui.answers_side_by_side(base, record), width="stretch", hide_index=True)
+
+
+# --- Try ---------------------------------------------------------------------------------------
+
+
+def page_try(s: ui.SessionState) -> None:
+    st.header("Try a prompt")
+    runs = ui.list_runs(s.workspace)
+    prompt = ""
+    if runs:
+        chosen = st.selectbox("Run", [str(p) for p in runs], key="try_run", format_func=lambda p: Path(p).name)
+        try:
+            run = api.load_run(chosen)
+        except PromptoptError as exc:
+            show_error(exc)
+            return
+        numbers = [r.round for r in run.records]
+        number = st.selectbox("Round", numbers, numbers.index(run.best.round), key="try_round")
+        prompt = run.round(int(number)).prompt
+    prompt = st.text_area("Prompt", prompt, height=160, key=f"try_prompt_{prompt[:40]}")
+    question = st.text_area("A new question", key="try_question")
+    if st.button("Answer", key="try_go"):
+        try:
+            with st.spinner("Asking the executor model…"):
+                reply = api.answer(prompt, question, s.config(defaults()), api_keys=s.api_keys())
+        except Exception as exc:
+            show_error(exc)
+            return
+        if reply.error:
+            st.error(reply.error)
+        else:
+            st.markdown(reply.answer)
+
+
+PAGE_FUNCS = {
+    "Models": page_models,
+    "Template": page_template,
+    "Run": page_run,
+    "Results": page_results,
+    "Try": page_try,
+}
+
+
+def main() -> None:
+    st.set_page_config(page_title="promptopt", layout="wide")
+    s = state()
+    st.sidebar.title("promptopt")
+    page = st.sidebar.radio("Page", ui.PAGES, key="page")
+    st.sidebar.caption(f"workspace: {s.workspace}")
+    PAGE_FUNCS[page](s)
+
+
+main()

@@ -1,0 +1,282 @@
+"""What one browser session of the web UI holds, and the pure helpers its pages draw from.
+
+Nothing here imports Streamlit, so it is tested like the rest of the engine. Each browser
+session owns one `SessionState` (in `st.session_state`); nothing is module-level, so two
+sessions never see each other's models, keys, template or run (SPO's web app shared them).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from promptopt.config import ROLES, RunConfig
+from promptopt.diff import word_diff
+from promptopt.errors import ConfigError, Interrupted, PromptoptError, TemplateError
+from promptopt.events import Events
+from promptopt.llm import redact
+from promptopt.template import QA, Template, format_validation_error
+from promptopt.workspace import RoundRecord, Workspace, best_round, check_plain_name
+
+PAGES = ("Models", "Template", "Run", "Results", "Try")
+
+
+@dataclass
+class RoleForm:
+    """One role as the models page edits it; the key lives only in this object."""
+
+    model: str
+    temperature: float
+    api_base: str = ""
+    api_key: str = ""
+
+
+@dataclass
+class RunSettings:
+    max_rounds: int = 5
+    votes: int = 4
+    concurrency: int = 8
+    strategy: str = "spo"
+    budget_usd: float = 0.0  # 0 = no budget
+
+
+class RunProgress(Events):
+    """Collects a background run's events for the page that redraws every second (thread-safe)."""
+
+    def __init__(self, last_round: int) -> None:
+        self._lock = threading.Lock()
+        self.last_round = last_round
+        self.rounds: list[RoundRecord] = []
+        self.phase_text = "starting"
+        self.calls = 0
+        self.cached = 0
+        self.cost_usd = 0.0
+        self.result: Any = None
+
+    def phase(self, round_number: int, phase: str) -> None:
+        with self._lock:
+            self.phase_text = f"round {round_number}: {phase}"
+
+    def call_done(self, completion: Any) -> None:
+        with self._lock:
+            self.calls += 1
+            self.cached += bool(completion.cached)
+            self.cost_usd += completion.cost_usd
+
+    def round_done(self, record: RoundRecord) -> None:
+        with self._lock:
+            self.rounds.append(record)
+
+    def run_done(self, result: Any) -> None:
+        with self._lock:
+            self.result = result
+            self.phase_text = "done"
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "rounds": list(self.rounds),
+                "phase": self.phase_text,
+                "calls": self.calls,
+                "cached": self.cached,
+                "cost_usd": self.cost_usd,
+                "last_round": self.last_round,
+            }
+
+
+@dataclass
+class ActiveRun:
+    """A run this session started: where it writes, and the handle to stop it."""
+
+    name: str
+    path: Path
+    handle: Any
+    progress: RunProgress
+    started: float = field(default_factory=time.monotonic)
+
+    def status(self) -> str:
+        """'running', 'completed', 'converged', 'budget', 'stopped', or 'failed: <one line>'."""
+        if not self.handle.done:
+            return "running"
+        error = self.handle.error
+        if error is None:
+            return str(self.handle.wait().stopped)
+        if isinstance(error, Interrupted):
+            return "stopped"
+        text = str(error) if isinstance(error, PromptoptError) else f"{type(error).__name__}: {error}"
+        return "failed: " + redact(text.splitlines()[0] if text else type(error).__name__)
+
+
+@dataclass
+class SessionState:
+    """Everything one browser session owns."""
+
+    workspace: Path
+    session_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    roles: dict[str, RoleForm] = field(default_factory=dict)
+    settings: RunSettings = field(default_factory=RunSettings)
+    template: Template | None = None
+    template_name: str = "prompt"
+    runs: list[ActiveRun] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, workspace: Path, defaults: RunConfig) -> SessionState:
+        roles = {
+            r: RoleForm(defaults.role(r).model, defaults.role(r).temperature, defaults.role(r).api_base or "")
+            for r in ROLES
+        }
+        settings = RunSettings(
+            # A short first run in the browser unless the config file or environment asks otherwise.
+            max_rounds=defaults.max_rounds if "max_rounds" in defaults.model_fields_set else 5,
+            votes=defaults.votes,
+            concurrency=defaults.concurrency,
+            strategy=defaults.strategy,
+        )
+        return cls(workspace=workspace, roles=roles, settings=settings)
+
+    @property
+    def current(self) -> ActiveRun | None:
+        return self.runs[-1] if self.runs else None
+
+    def api_keys(self) -> dict[str, str]:
+        return {role: form.api_key for role, form in self.roles.items() if form.api_key.strip()}
+
+    def config(self, defaults: RunConfig, name: str | None = None) -> RunConfig:
+        """The run config: the page's models and settings over the CLI's defaults (env, config file)."""
+        update: dict[str, Any] = {}
+        for role, form in self.roles.items():
+            base = defaults.role(role)
+            update[role] = {
+                "model": form.model,
+                "temperature": form.temperature,
+                "api_base": form.api_base.strip() or None,
+                "extra": base.extra,
+            }
+        s = self.settings
+        data = {
+            **defaults.model_dump(exclude={"optimizer", "evaluator", "executor"}),
+            **update,
+            "workspace": self.workspace,
+            "name": name,
+            "initial_round": None,
+            "max_rounds": s.max_rounds,
+            "votes": s.votes,
+            "concurrency": s.concurrency,
+            "strategy": s.strategy,
+            "budget_usd": s.budget_usd or None,
+        }
+        try:
+            return RunConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error("settings", exc)) from None
+
+    def new_run_name(self, now: datetime | None = None) -> str:
+        """Each run gets its own folder under the workspace: NAME-YYYYmmdd-HHMMSS-SESSION."""
+        stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+        stem = re.sub(r"[^A-Za-z0-9_]+", "-", self.template_name).strip("-_") or "run"
+        return check_plain_name(f"{stem[:40]}-{stamp}-{self.session_id}")
+
+
+# --- template form -----------------------------------------------------------------------------
+
+
+def qa_rows(template: Template) -> list[dict[str, str]]:
+    return [{"question": q.question, "answer": q.answer or ""} for q in template.qa]
+
+
+def template_from_form(
+    prompt: str, requirements: str, count: int | None, rows: list[dict[str, Any]], metric: str | None = None
+) -> Template:
+    """A validated template from the editor; a one-line error naming the field otherwise."""
+    qa = []
+    for i, row in enumerate(rows):
+        question = str(row.get("question") or "").strip()
+        answer = str(row.get("answer") or "").strip()
+        if not question and not answer:
+            continue  # an empty editor row
+        if not question:
+            raise TemplateError(f"template: qa[{i}].question is empty")
+        qa.append(QA(question=question, answer=answer or None))
+    try:
+        return Template(prompt=prompt, requirements=requirements, count=count or None, qa=qa, metric=metric)
+    except ValidationError as exc:
+        raise TemplateError(format_validation_error("template", exc)) from None
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+def list_runs(workspace: Path) -> list[Path]:
+    """Run folders under the workspace (ours, the CLI's, SPO's), newest first."""
+    try:
+        found = [p.parent.parent for p in workspace.glob("*/prompts/results.json")]
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: (p / "prompts" / "results.json").stat().st_mtime, reverse=True)
+
+
+def rounds_rows(records: list[RoundRecord]) -> list[dict[str, Any]]:
+    from promptopt.render import round_json
+
+    best = best_round(records).round if records else None
+    rows = []
+    for record in records:
+        row = round_json(record)
+        row["best"] = "★" if record.round == best else ""
+        rows.append(row)
+    return rows
+
+
+def chart_data(records: list[RoundRecord]) -> dict[str, list[Any]]:
+    """Per round: judge votes for and against the candidate, and the round's cost."""
+    return {
+        "round": [r.round for r in records],
+        "votes for": [r.wins for r in records],
+        "votes against": [r.losses for r in records],
+        "cost_usd": [round(r.cost_usd, 6) for r in records],
+    }
+
+
+def diff_html(old: str, new: str) -> str:
+    """The word diff as escaped HTML: removed words struck through in red, added ones in green."""
+    parts = []
+    for chunk in word_diff(old, new):
+        text = html.escape(chunk.text)
+        if chunk.op == "insert" and chunk.text.strip():
+            parts.append(f'<ins style="background:#d4f8d4;text-decoration:none">{text}</ins>')
+        elif chunk.op == "delete" and chunk.text.strip():
+            parts.append(f'<del style="background:#fbd5d5">{text}</del>')
+        elif chunk.op != "delete":
+            parts.append(text)
+    body = "".join(parts)
+    return f'<div style="white-space:pre-wrap;font-family:monospace;line-height:1.5">{body}</div>'
+
+
+def answers_side_by_side(base: RoundRecord | None, record: RoundRecord) -> list[dict[str, str]]:
+    """One row per question: the base round's answer beside this round's."""
+    before = {a.question: a for a in base.answers} if base else {}
+    rows = []
+    for a in record.answers:
+        b = before.get(a.question)
+        rows.append(
+            {
+                "question": a.question,
+                f"round {base.round}" if base else "base": (b.answer if b else ""),
+                f"round {record.round}": a.answer if not a.error else f"(failed: {a.error})",
+            }
+        )
+    return rows
+
+
+def workspace_of(path: Path) -> Workspace:
+    return Workspace(path.parent, path.name)
+

@@ -1,0 +1,238 @@
+"""The web UI through Streamlit's own AppTest (no browser), against the stub model server."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from promptopt.config import RunConfig
+from promptopt.errors import TemplateError
+from promptopt.template import parse_template
+from promptopt.ui import APP
+from promptopt.ui import session as ui
+from promptopt.workspace import AnswerRecord, RoundRecord, VoteRecord
+from tests.conftest import POEM, require
+
+KEY = "sk-typed-in-the-page-0123456789"
+
+
+@pytest.fixture
+def app_env(stub: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    require(importlib.util.find_spec("streamlit") is not None, "streamlit is not installed: pip install -e '.[ui]'")
+    monkeypatch.setenv("PROMPTOPT_UI_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("PROMPTOPT_MODEL", "openai/stub")
+    monkeypatch.setenv("PROMPTOPT_API_BASE", stub.url)
+    return tmp_path / "ws"
+
+
+def new_session() -> Any:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    return at
+
+
+def goto(at: Any, page: str) -> Any:
+    at.sidebar.radio(key="page").set_value(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def load_bundled(at: Any, name: str) -> None:
+    goto(at, "Template")
+    at.selectbox(key="bundled_choice").set_value(name).run()
+    at.button(key="load_bundled").click().run()
+    assert [s.value for s in at.subheader] == [name]
+
+
+def start_run(at: Any, rounds: int) -> None:
+    goto(at, "Run")
+    at.number_input(key="max_rounds").set_value(rounds).run()
+    at.button(key="start_run").click().run()
+    assert not at.exception, at.exception
+
+
+def wait_finished(at: Any, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state: ui.SessionState = at.session_state.promptopt
+        if state.current is not None and state.current.status() != "running":
+            at.run()
+            return state.current.status()
+        time.sleep(0.2)
+    raise AssertionError("the run did not finish")
+
+
+def test_every_page_draws_without_a_template(app_env: Path) -> None:
+    at = new_session()
+    for page in ui.PAGES:
+        goto(at, page)
+    goto(at, "Run")
+    assert "Load a template first" in at.info[0].value
+
+
+def test_load_edit_run_and_see_results(app_env: Path, stub: Any) -> None:
+    at = new_session()
+    load_bundled(at, "Navigate")
+    prompt = at.text_area(key="tpl_prompt_Navigate")
+    prompt.set_value(prompt.value + "\nAnswer Yes or No on the last line.").run()
+    start_run(at, rounds=2)
+    assert wait_finished(at) == "completed"
+    assert any("Run completed" in s.value for s in at.success)
+    runs = ui.list_runs(app_env)
+    assert len(runs) == 1 and runs[0].name.startswith("Navigate-")
+    # The run used the edited prompt, not the bundled one.
+    first = stub.requests[0]["body"]["messages"][0]["content"]
+    assert "Answer Yes or No on the last line." in first
+    goto(at, "Results")
+    assert "2 rounds" in at.markdown[0].value
+    table = at.dataframe[0].value
+    assert list(table["round"]) == [1, 2]
+    at.selectbox(key="detail_round").set_value(2).run()
+    assert not at.exception
+    goto(at, "Try")
+    at.text_area(key="try_question").set_value("Take 1 step forward. Do you return?").run()
+    before = stub.count("executor")
+    at.button(key="try_go").click().run()
+    assert not at.exception and not at.error
+    assert stub.count("executor") == before + 1
+
+
+def test_template_errors_are_one_line_and_do_not_lose_the_template(app_env: Path) -> None:
+    at = new_session()
+    load_bundled(at, "Poem")
+    at.text_area(key="tpl_prompt_Poem").set_value("   ").run()
+    assert at.error and "prompt" in at.error[0].value and "\n" not in at.error[0].value
+    assert at.session_state.promptopt.template.prompt.strip()  # the last valid template is kept
+
+
+def test_stop_ends_a_run_and_keeps_its_rounds(app_env: Path, stub: Any) -> None:
+    stub.latency = 0.2
+    at = new_session()
+    load_bundled(at, "Poem")
+    start_run(at, rounds=20)
+    state: ui.SessionState = at.session_state.promptopt
+    deadline = time.monotonic() + 60
+    while not state.current.progress.snapshot()["rounds"] and time.monotonic() < deadline:  # type: ignore[union-attr]
+        time.sleep(0.1)
+    at.run()
+    at.button(key="stop_run").click().run()
+    assert wait_finished(at) == "stopped"
+    saved = ui.list_runs(app_env)[0]
+    assert (saved / "prompts" / "round_1" / "prompt.txt").is_file()
+
+
+def test_two_sessions_share_nothing_and_keys_stay_off_disk(app_env: Path, stub: Any, tmp_path: Path) -> None:
+    alice, bob = new_session(), new_session()
+    goto(alice, "Models")
+    alice.text_input(key="executor_key").set_value(KEY).run()
+    alice.text_input(key="executor_model").set_value("openai/stub").run()
+    goto(bob, "Models")
+    assert bob.text_input(key="executor_key").value == ""
+    load_bundled(alice, "Poem")
+    load_bundled(bob, "Navigate")
+    start_run(alice, rounds=2)
+    start_run(bob, rounds=2)
+    assert wait_finished(alice) == "completed" and wait_finished(bob) == "completed"
+    a_run, b_run = alice.session_state.promptopt.current, bob.session_state.promptopt.current
+    assert a_run.path != b_run.path and a_run.name.startswith("Poem-") and b_run.name.startswith("Navigate-")
+    assert bob.session_state.promptopt.template_name == "Navigate"
+    auth = {r["authorization"] for r in stub.requests if r["role"] == "executor"}
+    assert f"Bearer {KEY}" in auth and len(auth) == 2  # Alice's key for her calls only
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
+
+
+def test_connection_test_reports_each_role(app_env: Path) -> None:
+    at = new_session()
+    goto(at, "Models")
+    at.text_input(key="evaluator_model").set_value("nonsense-model-name").run()
+    at.button(key="test_models").click().run()
+    assert not at.exception
+    assert any("optimizer" in s.value and "ok" in s.value for s in at.success)
+    assert any("evaluator" in e.value and "provider" in e.value for e in at.error)
+
+
+# --- the pure helpers --------------------------------------------------------------------------
+
+
+def test_run_names_are_unique_per_session_and_plain(tmp_path: Path) -> None:
+    a = ui.SessionState.create(tmp_path, RunConfig())
+    b = ui.SessionState.create(tmp_path, RunConfig())
+    a.template_name = b.template_name = "My prompt/../x"
+    assert a.new_run_name() != b.new_run_name()
+    assert "/" not in a.new_run_name() and a.new_run_name().startswith("My-prompt-x-20")
+
+
+def test_session_config_uses_page_models_over_defaults(tmp_path: Path) -> None:
+    s = ui.SessionState.create(tmp_path, RunConfig())
+    s.roles["evaluator"].model = "anthropic/claude-3-5-haiku-latest"
+    s.roles["executor"].api_base = "http://127.0.0.1:9/v1"
+    s.settings.budget_usd = 0.0
+    config = s.config(RunConfig(), name="x")
+    assert config.evaluator.model == "anthropic/claude-3-5-haiku-latest"
+    assert config.executor.api_base == "http://127.0.0.1:9/v1" and config.optimizer.api_base is None
+    assert config.budget_usd is None and config.workspace == tmp_path
+
+
+def test_template_from_form_skips_blank_rows_and_names_bad_ones() -> None:
+    rows = [{"question": "q1", "answer": ""}, {"question": "", "answer": ""}, {"question": " q2 ", "answer": "a"}]
+    t = ui.template_from_form("Do it.", "Be brief.", 0, rows)
+    assert [(q.question, q.answer) for q in t.qa] == [("q1", None), ("q2", "a")] and t.count is None
+    with pytest.raises(TemplateError, match=r"qa\[0\].question is empty"):
+        ui.template_from_form("Do it.", "", 0, [{"question": "", "answer": "orphan"}])
+    with pytest.raises(TemplateError, match="qa"):
+        ui.template_from_form("Do it.", "", 0, [])
+
+
+def test_diff_html_escapes_and_marks_changes() -> None:
+    out = ui.diff_html("Say <b>hi</b> now", "Say <b>hello</b> now")
+    assert "<b>" not in out and "&lt;b&gt;" in out
+    assert "<del" in out and "<ins" in out
+
+
+def test_answers_side_by_side_pairs_by_question() -> None:
+    base = RoundRecord(round=1, answers=[AnswerRecord(question="q", answer="old")])
+    rec = RoundRecord(round=2, answers=[AnswerRecord(question="q", answer="", error="timeout")])
+    assert ui.answers_side_by_side(base, rec) == [{"question": "q", "round 1": "old", "round 2": "(failed: timeout)"}]
+
+
+def test_chart_data_counts_votes() -> None:
+    rec = RoundRecord(round=2, votes=[VoteRecord(winner="candidate"), VoteRecord(winner="base")], cost_usd=0.5)
+    assert ui.chart_data([rec]) == {"round": [2], "votes for": [1], "votes against": [1], "cost_usd": [0.5]}
+
+
+def test_template_round_trip_through_form() -> None:
+    t = parse_template(POEM, "Poem.yaml")
+    again = ui.template_from_form(t.prompt, t.requirements, t.count, ui.qa_rows(t))
+    assert again.qa == t.qa and again.prompt == t.prompt
+
+
+# --- the `promptopt ui` command ----------------------------------------------------------------
+
+
+def test_ui_command_without_the_extra_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from promptopt.cli import app
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "streamlit" else real(name, *a))
+    result = CliRunner().invoke(app, ["ui"])
+    assert result.exit_code == 2
+    assert "pip install 'promptopt[ui]'" in result.output and "Traceback" not in result.output
+
+
+def test_ui_command_rejects_a_bad_port() -> None:
+    from typer.testing import CliRunner
+
+    from promptopt.cli import app
+
+    result = CliRunner().invoke(app, ["ui", "--port", "70000"])
+    assert result.exit_code == 2 and "--port 70000" in result.output
