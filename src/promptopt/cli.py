@@ -493,8 +493,8 @@ def _ui(host: str, port: int, workspace: Path | None) -> None:
         "none",
         "--browser.gatherUsageStats",
         "false",
-        "--global.showWarningOnDirectExecution",
-        "false",
+        "--client.toolbarMode",
+        "minimal",
     ]
     _err().print(f"promptopt ui on http://{host}:{port} (Ctrl-C stops it)")
     try:

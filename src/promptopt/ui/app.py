@@ -18,6 +18,7 @@ from promptopt.config import ROLES, RunConfig
 from promptopt.engine.strategies import STRATEGIES
 from promptopt.errors import PromptoptError
 from promptopt.llm import redact
+from promptopt.render import verdict_label
 from promptopt.template import dump_template, load_template, parse_template
 from promptopt.ui import session as ui
 
@@ -108,9 +109,7 @@ def page_template(s: ui.SessionState) -> None:
     count = st.number_input(
         "Count (answer length hint, 0 = none)", 0, 100_000, t.count or 0, key=f"tpl_count_{s.template_name}"
     )
-    rows = st.data_editor(
-        ui.qa_rows(t), num_rows="dynamic", width="stretch", key=f"tpl_qa_{s.template_name}"
-    )
+    rows = st.data_editor(ui.qa_rows(t), num_rows="dynamic", width="stretch", key=f"tpl_qa_{s.template_name}")
     try:
         edited = ui.template_from_form(prompt, requirements, int(count), list(rows), t.metric)
     except PromptoptError as exc:
@@ -241,19 +240,20 @@ def page_results(s: ui.SessionState) -> None:
     c2.caption("Cost per round ($)")
     c2.bar_chart(chart, x="round", y="cost_usd")
     st.subheader("Best prompt")
-    st.code(run.best.prompt, language=None)
+    st.code(run.best.prompt, language=None, wrap_lines=True)
     numbers = [r.round for r in run.records]
     number = st.selectbox("Round detail", numbers, len(numbers) - 1, key="detail_round")
     record = run.round(int(number))
     base = run.base_of(record)
-    st.markdown(f"Verdict: **{record.verdict or ''}** {record.vote_marks}" + (f" vs round {base.round}" if base else ""))
+    against = f" against round {base.round}" if base else ""
+    st.markdown(f"Verdict: **{verdict_label(record)}** {record.vote_marks}{against}")
     if record.error:
         st.warning(record.error)
     if base is not None:
         st.caption(f"Prompt change against round {base.round}")
         st.html(ui.diff_html(base.prompt, record.prompt))
     else:
-        st.code(record.prompt, language=None)
+        st.code(record.prompt, language=None, wrap_lines=True)
     if record.modification:
         st.caption(f"Optimizer: {record.modification}")
     for i, vote in enumerate(record.votes):

@@ -279,4 +279,3 @@ def answers_side_by_side(base: RoundRecord | None, record: RoundRecord) -> list[
 
 def workspace_of(path: Path) -> Workspace:
     return Workspace(path.parent, path.name)
-
