@@ -7,29 +7,31 @@ function has a blocking twin that also works where an event loop is already runn
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from promptopt.config import ROLES, RunConfig, resolve_config
 from promptopt.errors import ConfigError, Interrupted, WorkspaceError
 from promptopt.events import Events, FunctionEvents
-from promptopt.template import Template, dump_template, load_template
-from promptopt.workspace import AnswerRecord, RoundRecord, Workspace, best_round
 
+# Imported where used: `promptopt show` reads runs through this module and must start fast.
 if TYPE_CHECKING:
+    import asyncio
+
+    from promptopt.config import RunConfig
     from promptopt.doctor import RoleCheck
     from promptopt.engine.compare import CompareResult
     from promptopt.engine.estimate import Estimate
     from promptopt.engine.loop import RunResult
     from promptopt.llm import LLM
+    from promptopt.template import Template
+    from promptopt.workspace import AnswerRecord, RoundRecord, Workspace
 
 T = TypeVar("T")
 EventsLike = Events | Callable[[str, object], None] | None
-TemplateLike = Template | str | Path
+TemplateLike: TypeAlias = "Template | str | Path"
 GPO_OPTIONS = ("retrieval", "top_k", "edit_budget", "candidates")
 
 
@@ -38,6 +40,7 @@ def load_config(**flags: Any) -> RunConfig:
 
     Flags use the CLI's names: `model`, `opt_model`, `eval_temp`, `api_base`, `max_rounds`, ...
     """
+    from promptopt.config import ROLES, resolve_config
     from promptopt.local import uses_local
 
     config = resolve_config({k: v for k, v in flags.items() if v is not None})
@@ -48,6 +51,8 @@ def load_config(**flags: Any) -> RunConfig:
 
 
 def _template(template: TemplateLike) -> tuple[Template, str | None]:
+    from promptopt.template import Template, load_template
+
     if isinstance(template, Template):
         return template, None
     loaded, path = load_template(template)
@@ -57,6 +62,7 @@ def _template(template: TemplateLike) -> tuple[Template, str | None]:
 def prepare_run(template: TemplateLike, config: RunConfig | None = None) -> tuple[Template, RunConfig, Workspace]:
     """Check what a run needs before anything is spent; the run name defaults to the template's file name."""
     from promptopt.engine.strategies import get_strategy
+    from promptopt.workspace import Workspace
 
     tmpl, stem = _template(template)
     config = config or load_config()
@@ -110,6 +116,7 @@ async def optimize_async(
     """Run (or resume) an optimization; completed rounds are on disk as soon as they finish."""
     from promptopt.engine.loop import run_optimization
     from promptopt.files import atomic_write
+    from promptopt.template import dump_template
 
     tmpl, config, ws = prepare_run(template, config)
     ev = _events(events)
@@ -160,6 +167,7 @@ def estimate(template: TemplateLike, config: RunConfig | None = None) -> Estimat
     averages: dict[str, float] = {}
     if config.cache:
         from promptopt.cache import ResponseCache
+        from promptopt.config import ROLES
 
         averages = ResponseCache(config.cache_dir).completion_averages({r: config.role(r).model for r in ROLES})
     return estimate_run(tmpl, config, kept, first, averages)
@@ -170,12 +178,24 @@ def estimate(template: TemplateLike, config: RunConfig | None = None) -> Estimat
 
 @dataclass
 class Run:
-    """A run on disk: its rounds, the best one, and the template it last ran with."""
+    """A run on disk: its rounds, the best one, and (read on first use) the template it last ran with."""
 
     workspace: Workspace
     records: list[RoundRecord]
     best: RoundRecord
-    template: Template | None = None
+    _template: list[Template | None] = field(default_factory=list, repr=False)
+
+    @property
+    def template(self) -> Template | None:
+        if not self._template:
+            path = self.workspace.root / "template.yaml"
+            if path.is_file():
+                from promptopt.template import load_template
+
+                self._template.append(load_template(path)[0])
+            else:
+                self._template.append(None)
+        return self._template[0]
 
     @property
     def name(self) -> str:
@@ -196,22 +216,23 @@ class Run:
         """The round a candidate was judged against (SPO's own files: the best round before it)."""
         if record.base_round is not None:
             return next((r for r in self.records if r.round == record.base_round), None)
+        from promptopt.workspace import best_round
+
         earlier = [r for r in self.records if r.round < record.round]
         return best_round(earlier) if earlier else None
 
 
 def load_run(path: str | Path) -> Run:
     """Read WORKSPACE/NAME (ours or one MetaGPT's SPO wrote)."""
+    from promptopt.workspace import Workspace, best_round
+
     ws = Workspace.from_path(path)
     if not ws.exists():
         raise WorkspaceError(f"{path}: no prompts/results.json here (expected WORKSPACE/NAME)")
     records = ws.load()
     if not records:
         raise WorkspaceError(f"{ws.results_path}: no rounds yet")
-    template = None
-    if (ws.root / "template.yaml").is_file():
-        template, _ = load_template(ws.root / "template.yaml")
-    return Run(ws, records, best_round(records), template)
+    return Run(ws, records, best_round(records))
 
 
 # --- comparing and trying prompts --------------------------------------------------------------
@@ -312,6 +333,8 @@ def check_models(config: RunConfig | None = None, *, api_keys: Mapping[str, str]
 
 def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to its end; inside a running event loop (Jupyter) it runs on a helper thread."""
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -335,6 +358,8 @@ class RunHandle:
         self._thread.start()
 
     def _main(self) -> None:
+        import asyncio
+
         async def main() -> Any:
             with self._lock:
                 self._loop, self._task = asyncio.get_running_loop(), asyncio.current_task()
