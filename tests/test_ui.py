@@ -201,6 +201,7 @@ def test_answers_side_by_side_pairs_by_question() -> None:
     base = RoundRecord(round=1, answers=[AnswerRecord(question="q", answer="old")])
     rec = RoundRecord(round=2, answers=[AnswerRecord(question="q", answer="", error="timeout")])
     assert ui.answers_side_by_side(base, rec) == [{"question": "q", "round 1": "old", "round 2": "(failed: timeout)"}]
+    assert ui.answers_side_by_side(None, base) == [{"question": "q", "round 1": "old"}]
 
 
 def test_chart_data_counts_votes() -> None:

@@ -109,6 +109,7 @@ def page_template(s: ui.SessionState) -> None:
     count = st.number_input(
         "Count (answer length hint, 0 = none)", 0, 100_000, t.count or 0, key=f"tpl_count_{s.template_name}"
     )
+    st.caption("Q&A examples: edit cells, add rows at the bottom, select rows to delete them")
     rows = st.data_editor(ui.qa_rows(t), num_rows="dynamic", width="stretch", key=f"tpl_qa_{s.template_name}")
     try:
         edited = ui.template_from_form(prompt, requirements, int(count), list(rows), t.metric)
@@ -259,8 +260,13 @@ def page_results(s: ui.SessionState) -> None:
     for i, vote in enumerate(record.votes):
         with st.expander(f"Judge vote {i + 1}: {vote.winner}" + (" (swapped)" if vote.swapped else "")):
             st.write(vote.analysis or vote.error or "(no analysis)")
-    st.caption("Answers")
-    st.dataframe(ui.answers_side_by_side(base, record), width="stretch", hide_index=True)
+    st.subheader("Answers side by side")
+    for i, row in enumerate(ui.answers_side_by_side(base, record), 1):
+        question, *columns = row.items()
+        st.markdown(f"**Q{i}.** {question[1]}")
+        for col, (label, text) in zip(st.columns(len(columns)), columns, strict=True):
+            col.caption(label)
+            col.code(text or "(no answer)", language=None, wrap_lines=True)
 
 
 # --- Try ---------------------------------------------------------------------------------------

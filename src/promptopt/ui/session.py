@@ -25,7 +25,7 @@ from promptopt.errors import ConfigError, Interrupted, PromptoptError, TemplateE
 from promptopt.events import Events
 from promptopt.llm import redact
 from promptopt.template import QA, Template, format_validation_error
-from promptopt.workspace import RoundRecord, Workspace, best_round, check_plain_name
+from promptopt.workspace import RoundRecord, best_round, check_plain_name
 
 PAGES = ("Models", "Template", "Run", "Results", "Try")
 
@@ -262,20 +262,14 @@ def diff_html(old: str, new: str) -> str:
 
 
 def answers_side_by_side(base: RoundRecord | None, record: RoundRecord) -> list[dict[str, str]]:
-    """One row per question: the base round's answer beside this round's."""
+    """One row per question: the base round's answer (when there is a base) beside this round's."""
     before = {a.question: a for a in base.answers} if base else {}
     rows = []
     for a in record.answers:
-        b = before.get(a.question)
-        rows.append(
-            {
-                "question": a.question,
-                f"round {base.round}" if base else "base": (b.answer if b else ""),
-                f"round {record.round}": a.answer if not a.error else f"(failed: {a.error})",
-            }
-        )
+        row = {"question": a.question}
+        if base is not None:
+            b = before.get(a.question)
+            row[f"round {base.round}"] = b.answer if b else ""
+        row[f"round {record.round}"] = a.answer if not a.error else f"(failed: {a.error})"
+        rows.append(row)
     return rows
-
-
-def workspace_of(path: Path) -> Workspace:
-    return Workspace(path.parent, path.name)
