@@ -284,9 +284,32 @@ async def compare_async(
     return result
 
 
-def compare(a: str, b: str, **kwargs: Any) -> CompareResult:
+def compare(
+    a: str,
+    b: str,
+    *,
+    template: TemplateLike | None = None,
+    questions: Sequence[str] | None = None,
+    golden: Sequence[str | None] | None = None,
+    votes: int = 2,
+    config: RunConfig | None = None,
+    llm: LLM | None = None,
+    api_keys: Mapping[str, str] | None = None,
+) -> CompareResult:
     """Blocking `compare_async`."""
-    return run_sync(lambda: compare_async(a, b, **kwargs))
+    return run_sync(
+        lambda: compare_async(
+            a,
+            b,
+            template=template,
+            questions=questions,
+            golden=golden,
+            votes=votes,
+            config=config,
+            llm=llm,
+            api_keys=api_keys,
+        )
+    )
 
 
 async def answer_async(
@@ -309,9 +332,16 @@ async def answer_async(
     return await answer_one(client, prompt, question)
 
 
-def answer(prompt: str, question: str, config: RunConfig | None = None, **kwargs: Any) -> AnswerRecord:
+def answer(
+    prompt: str,
+    question: str,
+    config: RunConfig | None = None,
+    *,
+    llm: LLM | None = None,
+    api_keys: Mapping[str, str] | None = None,
+) -> AnswerRecord:
     """Blocking `answer_async`."""
-    return run_sync(lambda: answer_async(prompt, question, config, **kwargs))
+    return run_sync(lambda: answer_async(prompt, question, config, llm=llm, api_keys=api_keys))
 
 
 async def check_models_async(
