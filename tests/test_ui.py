@@ -237,3 +237,23 @@ def test_ui_command_rejects_a_bad_port() -> None:
 
     result = CliRunner().invoke(app, ["ui", "--port", "70000"])
     assert result.exit_code == 2 and "--port 70000" in result.output
+
+
+def test_ui_command_binds_localhost_by_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from promptopt.cli import app
+
+    require(importlib.util.find_spec("streamlit") is not None, "streamlit is not installed: pip install -e '.[ui]'")
+    seen: list[tuple[list[str], dict[str, str]]] = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd, env: seen.append((cmd, env)) or 0)
+    assert CliRunner().invoke(app, ["ui", "--workspace", str(tmp_path / "runs")]).exit_code == 0
+    assert CliRunner().invoke(app, ["ui", "--host", "0.0.0.0", "--port", "9000"]).exit_code == 0
+    (first, env), (second, _) = seen
+    assert first[first.index("--server.address") + 1] == "127.0.0.1"
+    assert first[first.index("--server.port") + 1] == "8501"
+    assert env["PROMPTOPT_UI_WORKSPACE"] == str((tmp_path / "runs").resolve())
+    assert first[first.index("--browser.gatherUsageStats") + 1] == "false"
+    assert second[second.index("--server.address") + 1] == "0.0.0.0" and "9000" in second

@@ -496,7 +496,10 @@ def _ui(host: str, port: int, workspace: Path | None) -> None:
         "--client.toolbarMode",
         "minimal",
     ]
-    _err().print(f"promptopt ui on http://{host}:{port} (Ctrl-C stops it)")
+    err = _err()
+    if host not in {"127.0.0.1", "localhost", "::1"}:
+        err.print(f"[yellow]warning: --host {host}: the UI has no login; anyone who reaches it can spend your keys[/]")
+    err.print(f"promptopt ui on http://{host}:{port} (Ctrl-C stops it)")
     try:
         code = subprocess.call(command, env=env)
     except KeyboardInterrupt:
