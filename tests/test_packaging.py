@@ -38,6 +38,7 @@ def test_installed_wheel_finds_bundled_templates(tmp_path: Path) -> None:
     for template in ("Navigate", "Poem", "Summarize"):
         assert f"promptopt/templates/{template}.yaml" in names
     assert "promptopt/prompts/optimizer.txt" in names and "promptopt/prompts/judge.txt" in names
+    assert "promptopt/ui/app.py" in names  # `promptopt ui` runs this file from the installed package
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     code = (
@@ -56,7 +57,7 @@ def test_python_dash_m_promptopt_works() -> None:
     assert ran.returncode == 0 and ran.stdout.startswith("promptopt ")
 
 
-@pytest.mark.parametrize("command", [["--help"], ["init", "--list"], ["show", "--help"]])
+@pytest.mark.parametrize("command", [["--help"], ["init", "--list"], ["show", "--help"], ["ui", "--help"]])
 def test_light_commands_do_not_import_litellm(command: list[str]) -> None:
     code = (
         "import sys; from promptopt.cli import app; sys.argv = ['promptopt', *sys.argv[1:]];"
