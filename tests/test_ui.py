@@ -257,3 +257,18 @@ def test_ui_command_binds_localhost_by_default(monkeypatch: pytest.MonkeyPatch, 
     assert env["PROMPTOPT_UI_WORKSPACE"] == str((tmp_path / "runs").resolve())
     assert first[first.index("--browser.gatherUsageStats") + 1] == "false"
     assert second[second.index("--server.address") + 1] == "0.0.0.0" and "9000" in second
+
+
+def test_a_run_that_cannot_start_says_why_in_one_line(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    monkeypatch.setenv("PROMPTOPT_API_BASE", dead)
+    at = new_session()
+    load_bundled(at, "Poem")
+    start_run(at, rounds=2)
+    status = wait_finished(at)
+    assert status.startswith("failed: ") and "\n" not in status and "127.0.0.1" in status
+    assert any(status in e.value for e in at.error) and not at.exception

@@ -18,7 +18,7 @@ from promptopt.config import ROLES, RunConfig
 from promptopt.engine.strategies import STRATEGIES
 from promptopt.errors import PromptoptError
 from promptopt.llm import redact
-from promptopt.render import verdict_label
+from promptopt.render import money, verdict_label
 from promptopt.template import dump_template, load_template, parse_template
 from promptopt.ui import session as ui
 
@@ -205,7 +205,8 @@ def run_progress() -> None:
     done = len(snap["rounds"])
     st.progress(min(done / max(snap["last_round"], 1), 1.0), text=f"{done}/{snap['last_round']} rounds")
     cached = f" ({snap['cached']} cached)" if snap["cached"] else ""
-    st.caption(f"{snap['calls']} calls{cached} · ${snap['cost_usd']:.4f} · workspace {run.path}")
+    cost = money(snap["cost_usd"], snap["unpriced"])
+    st.caption(f"{snap['calls']} calls{cached} · {cost} · workspace {run.path}")
     if snap["rounds"]:
         st.dataframe(ui.rounds_rows(snap["rounds"]), width="stretch", hide_index=True, key="live_rounds")
     if status.startswith("failed"):

@@ -60,6 +60,7 @@ class RunProgress(Events):
         self.calls = 0
         self.cached = 0
         self.cost_usd = 0.0
+        self.unpriced = False
         self.result: Any = None
 
     def phase(self, round_number: int, phase: str) -> None:
@@ -71,6 +72,7 @@ class RunProgress(Events):
             self.calls += 1
             self.cached += bool(completion.cached)
             self.cost_usd += completion.cost_usd
+            self.unpriced = self.unpriced or not completion.priced
 
     def round_done(self, record: RoundRecord) -> None:
         with self._lock:
@@ -89,6 +91,7 @@ class RunProgress(Events):
                 "calls": self.calls,
                 "cached": self.cached,
                 "cost_usd": self.cost_usd,
+                "unpriced": self.unpriced,
                 "last_round": self.last_round,
             }
 
