@@ -93,6 +93,8 @@ def test_load_edit_run_and_see_results(app_env: Path, stub: Any) -> None:
     assert "2 rounds" in at.markdown[0].value
     table = at.dataframe[0].value
     assert list(table["round"]) == [1, 2]
+    # The stub's model has no price: the second chart shows tokens, not an all-zero cost.
+    assert any("Tokens per round" in c.value for c in at.caption)
     at.selectbox(key="detail_round").set_value(2).run()
     assert not at.exception
     goto(at, "Try")
@@ -206,7 +208,9 @@ def test_answers_side_by_side_pairs_by_question() -> None:
 
 def test_chart_data_counts_votes() -> None:
     rec = RoundRecord(round=2, votes=[VoteRecord(winner="candidate"), VoteRecord(winner="base")], cost_usd=0.5)
-    assert ui.chart_data([rec]) == {"round": [2], "votes for": [1], "votes against": [1], "cost_usd": [0.5]}
+    data = ui.chart_data([rec])
+    assert data["votes for"] == [1] and data["votes against"] == [1] and data["cost_usd"] == [0.5]
+    assert data["round"] == [2] and data["tokens"] == [rec.tokens]
 
 
 def test_template_round_trip_through_form() -> None:

@@ -239,8 +239,12 @@ def page_results(s: ui.SessionState) -> None:
     c1, c2 = st.columns(2)
     c1.caption("Judge votes per round")
     c1.bar_chart(chart, x="round", y=["votes for", "votes against"])
-    c2.caption("Cost per round ($)")
-    c2.bar_chart(chart, x="round", y="cost_usd")
+    if any(chart["cost_usd"]):
+        c2.caption("Cost per round ($)")
+        c2.bar_chart(chart, x="round", y="cost_usd")
+    else:  # unpriced models (a local server): an all-zero cost chart says nothing
+        c2.caption("Tokens per round (no price known for these models)")
+        c2.bar_chart(chart, x="round", y="tokens")
     st.subheader("Best prompt")
     st.code(run.best.prompt, language=None, wrap_lines=True)
     numbers = [r.round for r in run.records]

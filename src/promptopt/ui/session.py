@@ -240,12 +240,13 @@ def rounds_rows(records: list[RoundRecord]) -> list[dict[str, Any]]:
 
 
 def chart_data(records: list[RoundRecord]) -> dict[str, list[Any]]:
-    """Per round: judge votes for and against the candidate, and the round's cost."""
+    """Per round: judge votes for and against the candidate, the round's cost and its tokens."""
     return {
         "round": [r.round for r in records],
         "votes for": [r.wins for r in records],
         "votes against": [r.losses for r in records],
         "cost_usd": [round(r.cost_usd, 6) for r in records],
+        "tokens": [r.tokens for r in records],
     }
 
 
