@@ -108,6 +108,36 @@ def test_rerun_is_free_and_continuing_adds_rounds(here: Path, stub: Any) -> None
     assert rounds == [1, 2, 3]
 
 
+def test_a_changed_template_warns_and_says_what_changed(here: Path, stub: Any) -> None:
+    from promptopt.template import dump_template, load_template
+
+    assert invoke("init", "mine", "--from", "Poem").exit_code == 0
+    assert invoke("optimize", "-t", "mine.yaml", "-r", "2", *model_flags(stub)).exit_code == 0
+    same = invoke("optimize", "-t", "mine.yaml", "-r", "2", "--json", *model_flags(stub))
+    assert json.loads(same.stdout)["template_changes"] == [] and "warning" not in same.stderr
+    template, _ = load_template(here / "mine.yaml")
+    template.prompt += " Rhyme."
+    template.qa[0].question = "Write a poem about a lighthouse keeper."
+    (here / "mine.yaml").write_text(dump_template(template))
+    changed = invoke("optimize", "-t", "mine.yaml", "-r", "3", "-q", "--json", *model_flags(stub))
+    assert changed.exit_code == 0, changed.output
+    assert json.loads(changed.stdout)["template_changes"] == ["prompt", "questions"]
+    warning = " ".join(changed.stderr.split())
+    assert "warning: mine: the template's prompt, questions changed since round 2" in warning
+    assert "new prompt is not used" in warning and "--name" in warning
+    # Round 3 ran on the new question, and the workspace now records the new template.
+    assert any("lighthouse keeper" in str(r["body"]) for r in stub.requests if r["role"] == "executor")
+    assert "lighthouse keeper" in (here / "workspace/mine/template.yaml").read_text()
+
+
+def test_a_refused_run_leaves_the_workspace_template_alone(here: Path, stub: Any) -> None:
+    assert invoke("optimize", "-t", "Poem", "-r", "2", *model_flags(stub)).exit_code == 0
+    before = (here / "workspace/Poem/template.yaml").read_text()
+    other = invoke("optimize", "-t", "Navigate", "-n", "Poem", "-s", "gpo", "-r", "3", *model_flags(stub))
+    assert other.exit_code == 2 and "--strategy spo" in other.output
+    assert (here / "workspace/Poem/template.yaml").read_text() == before
+
+
 def test_deleted_workspace_reruns_from_the_cache(here: Path, stub: Any) -> None:
     import shutil
 

@@ -336,10 +336,13 @@ def test_second_run_on_the_same_workspace_is_refused(here: Path) -> None:
     with StubServer(latency=0.3) as stub:
         first = cli(here, "optimize", "-t", "Poem", "-r", "3", *flags(stub))
         wait_for(lambda: stub.count() >= 1)
-        second = cli(here, "optimize", "-t", "Poem", "-r", "3", *flags(stub))
+        template = (here / "workspace/Poem/template.yaml").read_text()
+        # Another template under the same name: refused before it touches anything of the first run.
+        second = cli(here, "optimize", "-t", "Navigate", "-n", "Poem", "-r", "3", *flags(stub))
         _out, err = second.communicate(timeout=60)
         assert second.returncode == 5
         assert "in use by pid" in err
+        assert (here / "workspace/Poem/template.yaml").read_text() == template
         first.communicate(timeout=120)
         assert first.returncode == 0
     assert_sound(here / "workspace/Poem", [1, 2, 3])

@@ -330,3 +330,17 @@ def test_unquoted_yes_no_answers_stay_text() -> None:
 
     t = parse("prompt: p\nqa:\n  - question: q1\n    answer: Yes\n  - question: q2\n    answer: no\n", "N.yaml")
     assert [q.answer for q in t.qa] == ["Yes", "no"]
+
+
+def test_template_changes_name_what_a_rerun_would_notice() -> None:
+    from promptopt.template import template_changes
+
+    old = parse_template("prompt: p\nrequirements: r\nqa:\n  - question: q1\n    answer: a1\n")
+    assert template_changes(old, old.model_copy(deep=True)) == []
+    # Whitespace a YAML edit adds or drops is not a change.
+    same = parse_template("prompt: 'p  '\nrequirements: r\nqa:\n  - question: q1\n    answer: a1\n")
+    assert template_changes(old, same) == []
+    answers = parse_template("prompt: p\nrequirements: r\nqa:\n  - question: q1\n    answer: a2\n")
+    assert template_changes(old, answers) == ["answers"]
+    everything = parse_template("prompt: p2\nrequirements: r2\ncount: 5\nqa:\n  - question: q2\n")
+    assert template_changes(old, everything) == ["prompt", "requirements", "questions", "count"]

@@ -115,18 +115,10 @@ async def optimize_async(
 ) -> RunResult:
     """Run (or resume) an optimization; completed rounds are on disk as soon as they finish."""
     from promptopt.engine.loop import run_optimization
-    from promptopt.files import atomic_write
-    from promptopt.template import dump_template
 
     tmpl, config, ws = prepare_run(template, config)
     ev = _events(events)
     client = llm or make_client(config, on_call=ev.call_done, api_keys=api_keys)
-    try:
-        ws.prompts.mkdir(parents=True, exist_ok=True)
-        # The template of the latest run, so `compare WORKSPACE/NAME:ROUND` knows the questions.
-        atomic_write(ws.root / "template.yaml", dump_template(tmpl))
-    except OSError as exc:
-        raise WorkspaceError(f"cannot write workspace {ws.root}: {exc.strerror or exc}") from None
     return await run_optimization(tmpl, config, client, ws, ev)
 
 
@@ -188,7 +180,7 @@ class Run:
     @property
     def template(self) -> Template | None:
         if not self._template:
-            path = self.workspace.root / "template.yaml"
+            path = self.workspace.template_path
             if path.is_file():
                 from promptopt.template import load_template
 

@@ -51,6 +51,8 @@ class CliEvents(Events):
 
     def run_started(self, plan: Any) -> None:
         self.last_round = plan.last_round
+        if plan.template_changes:  # a warning, not progress: printed even with --quiet
+            self.console.print(f"[yellow]warning: {template_change_warning(plan)}[/yellow]", soft_wrap=True)
         if self.quiet:
             return
         if plan.archived:
@@ -86,3 +88,21 @@ class CliEvents(Events):
     def round_done(self, record: Any) -> None:
         if not self.quiet:
             self.console.print(round_line(record, self.last_round))
+
+
+def template_change_warning(plan: Any) -> str:
+    """One line: what changed in the template since the kept rounds, and what that means for this run."""
+    changes = plan.template_changes
+    kept = plan.first_round - 1
+    effects = []
+    if "prompt" in changes:
+        effects.append("the new prompt is not used (round 1 already ran)")
+    if {"questions", "answers", "requirements", "count", "metric"} & set(changes):
+        effects.append("new rounds run and are judged on the new template")
+    kept_text = "round 1 keeps its results" if kept == 1 else f"rounds 1–{kept} keep their results"
+    return (
+        f"{plan.name}: the template's {', '.join(changes)} changed since round {kept}; "
+        f"{kept_text} and {' and '.join(effects)}. "
+        f"Use a new --name to start over with it."
+    )
+

@@ -26,8 +26,8 @@ def resolve_prompt(spec: str) -> tuple[str, Template | None]:
             if not record.prompt.strip():
                 raise WorkspaceError(f"{spec}: round {number} has no prompt (the round failed: {record.error})")
             template = None
-            if (ws.root / "template.yaml").is_file():
-                template, _ = load_template(ws.root / "template.yaml")
+            if ws.template_path.is_file():
+                template, _ = load_template(ws.template_path)
             return record.prompt, template
         raise WorkspaceError(f"{spec}: {head} is not a workspace (no prompts/results.json)")
     path = Path(spec)

@@ -153,6 +153,7 @@ def run_json(result: RunResult) -> dict[str, Any]:
         "strategy": result.strategy,
         "stopped": result.stopped,
         "message": result.message,
+        "template_changes": result.template_changes,
         "best_round": result.best.round,
         "best_prompt": result.best.prompt,
         "initial_prompt": result.initial.prompt,

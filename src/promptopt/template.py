@@ -207,6 +207,28 @@ def dump_template(template: Template) -> str:
     return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
 
 
+def template_changes(old: Template, new: Template) -> list[str]:
+    """The parts of a template that differ, named as a warning names them."""
+
+    def text(value: str | None) -> str:
+        return (value or "").strip()
+
+    changes = []
+    if text(old.prompt) != text(new.prompt):
+        changes.append("prompt")
+    if text(old.requirements) != text(new.requirements):
+        changes.append("requirements")
+    if [text(q.question) for q in old.qa] != [text(q.question) for q in new.qa]:
+        changes.append("questions")
+    elif [text(q.answer) for q in old.qa] != [text(q.answer) for q in new.qa]:
+        changes.append("answers")
+    if old.count != new.count:
+        changes.append("count")
+    if text(old.metric) != text(new.metric):
+        changes.append("metric")
+    return changes
+
+
 class _BlockDumper(yaml.SafeDumper):
     pass
 

@@ -9,12 +9,15 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from promptopt.errors import WorkspaceError, WorkspaceLocked
 from promptopt.files import atomic_write
+
+if TYPE_CHECKING:
+    from promptopt.template import Template
 
 try:  # POSIX: the kernel releases the lock when the holder dies, even on kill -9.
     import fcntl
@@ -162,6 +165,8 @@ class Workspace:
         self.root = self.base / name
         self.prompts = self.root / "prompts"
         self.results_path = self.prompts / "results.json"
+        # The template of the latest run, so `compare WORKSPACE/NAME:ROUND` knows the questions.
+        self.template_path = self.root / "template.yaml"
         self._lock_handle: Any = None
 
     @classmethod
@@ -254,6 +259,26 @@ class Workspace:
             return path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
+
+    def read_template(self) -> Template | None:
+        """The template the latest run used; None when there is none (an SPO workspace) or it is unreadable."""
+        from promptopt.errors import TemplateError
+        from promptopt.template import load_template
+
+        if not self.template_path.is_file():
+            return None
+        try:
+            return load_template(self.template_path)[0]
+        except TemplateError:
+            return None
+
+    def write_template(self, template: Template) -> None:
+        from promptopt.template import dump_template
+
+        try:
+            atomic_write(self.template_path, dump_template(template))
+        except OSError as exc:
+            raise WorkspaceError(f"cannot write workspace {self.root}: {exc.strerror or exc}") from None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

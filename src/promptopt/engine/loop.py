@@ -12,7 +12,7 @@ from promptopt.engine.strategies.base import RunContext, get_strategy
 from promptopt.errors import BudgetExceeded, ConfigError, WorkspaceError
 from promptopt.events import Events
 from promptopt.llm import LLM
-from promptopt.template import Template
+from promptopt.template import Template, template_changes
 from promptopt.workspace import RoleUsage, RoundRecord, Workspace, now_string
 
 
@@ -28,6 +28,8 @@ class RunPlan:
     votes: int
     models: dict[str, str]
     archived: Path | None = None
+    # Parts of the template that differ from the one the kept rounds ran with ("prompt", "questions"…).
+    template_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -43,6 +45,7 @@ class RunResult:
     usage: dict[str, RoleUsage]
     stopped: str = "completed"  # completed | budget | converged
     message: str | None = None
+    template_changes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -104,6 +107,9 @@ async def run_optimization(
             archived = workspace.archive_results("before-initial-round")
             workspace.write_results(kept)
         records = kept
+        previous = workspace.read_template() if records else None
+        changes = template_changes(previous, template) if previous else []
+        workspace.write_template(template)
         plan = RunPlan(
             workspace.name,
             workspace.root,
@@ -115,6 +121,7 @@ async def run_optimization(
             config.votes,
             models,
             archived,
+            changes,
         )
         events.run_started(plan)
         run_usage = llm.usage.snapshot()
@@ -161,6 +168,7 @@ async def run_optimization(
             usage=llm.usage.since(run_usage),
             stopped=stopped,
             message=message,
+            template_changes=changes,
             seconds=round(time.perf_counter() - started, 3),
         )
         events.run_done(result)
