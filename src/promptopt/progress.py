@@ -105,4 +105,3 @@ def template_change_warning(plan: Any) -> str:
         f"{kept_text} and {' and '.join(effects)}. "
         f"Use a new --name to start over with it."
     )
-
