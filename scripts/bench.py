@@ -771,24 +771,28 @@ def bytecode_env(env: dict[str, str], root: Path) -> dict[str, str]:
     return pyc_env
 
 
-def time_median(
-    cmd: list[str], env: dict[str, str], cwd: Path, runs: int, before: Any = None
-) -> tuple[float, list[float]]:
-    times = []
+def time_interleaved(
+    commands: dict[str, tuple[list[str], Any, Any]], variants: dict[str, dict[str, str]], cwd: Path, runs: int
+) -> dict[str, dict[str, list[float]]]:
+    """Wall seconds of every (command, variant), interleaved run by run: a burst of load on this
+    shared VM then slows one run of each instead of all runs of one command."""
+    times: dict[str, dict[str, list[float]]] = {label: {v: [] for v in variants} for label in commands}
     for _ in range(runs):
-        if before:
-            before()
-        seconds, proc = run_cmd(cmd, env, cwd)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-500:]}")
-        times.append(seconds)
-    return statistics.median(times), times
+        for label, (cmd, _cli_args, before) in commands.items():
+            for variant, venv in variants.items():
+                if before:
+                    before()
+                seconds, proc = run_cmd(cmd, venv, cwd)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr[-500:]}")
+                times[label][variant].append(seconds)
+    return times
 
 
 def scenario_startup(
     args: argparse.Namespace, root: Path, env: dict[str, str], con: Console, report: dict[str, Any]
 ) -> None:
-    con.rule(f"start-up: median of {args.startup_runs} runs")
+    con.rule(f"start-up: median of {args.startup_runs} runs, commands and variants interleaved")
     ws = ensure_workspace(args, root, env, report)
     con.print(f"[dim]{load_info()} before[/dim]")
     work = root / "startup"
@@ -818,11 +822,12 @@ def scenario_startup(
         if before:
             before()
         run_cmd(cmd, pyc_env, work)
+    measured = time_interleaved(commands, variants, work, args.startup_runs)
     results: dict[str, dict[str, Any]] = {}
-    for label, (cmd, cli_args, before) in commands.items():
+    for label, (cmd, cli_args, _before) in commands.items():
         entry: dict[str, Any] = {"command": " ".join(cmd)}
-        for variant, venv in variants.items():
-            median, times = time_median(cmd, venv, work, args.startup_runs, before)
+        for variant, times in measured[label].items():
+            median = statistics.median(times)
             entry[variant] = {"median_s": round(median, 4), "runs_s": [round(t, 4) for t in times]}
         if cli_args is not None:
             clean()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -252,6 +254,12 @@ def test_ui_command_binds_localhost_by_default(monkeypatch: pytest.MonkeyPatch, 
 
     require(importlib.util.find_spec("streamlit") is not None, "streamlit is not installed: pip install -e '.[ui]'")
     seen: list[tuple[list[str], dict[str, str]]] = []
+
+    def execve(path: str, cmd: list[str], env: dict[str, str]) -> None:
+        seen.append((cmd, env))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(os, "execve", execve)
     monkeypatch.setattr(subprocess, "call", lambda cmd, env: seen.append((cmd, env)) or 0)
     assert CliRunner().invoke(app, ["ui", "--workspace", str(tmp_path / "runs")]).exit_code == 0
     assert CliRunner().invoke(app, ["ui", "--host", "0.0.0.0", "--port", "9000"]).exit_code == 0
@@ -276,3 +284,45 @@ def test_a_run_that_cannot_start_says_why_in_one_line(app_env: Path, monkeypatch
     status = wait_finished(at)
     assert status.startswith("failed: ") and "\n" not in status and "127.0.0.1" in status
     assert any(status in e.value for e in at.error) and not at.exception
+
+
+@pytest.mark.skipif(os.name != "posix", reason="signals as a supervisor sends them")
+def test_terminating_promptopt_ui_stops_the_server(tmp_path: Path) -> None:
+    """A supervisor (CI, systemd, docker stop) sends SIGTERM to the process it started: the server
+    must go with it, not linger as an orphan that keeps the port and the user's keys."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    require(importlib.util.find_spec("streamlit") is not None, "streamlit is not installed: pip install -e '.[ui]'")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/_stcore/health"
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                return bool(reply.read().decode().strip() == "ok")
+        except OSError:
+            return False
+
+    command = [sys.executable, "-m", "promptopt", "ui", "--port", str(port), "--workspace", str(tmp_path / "ws")]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not healthy():
+            assert proc.poll() is None and time.monotonic() < deadline, "promptopt ui did not come up"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)  # to the process only, as a supervisor does; not its group
+        proc.wait(15)
+        deadline = time.monotonic() + 10
+        while healthy() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not healthy(), "the UI server outlived promptopt ui"
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group, pass or fail
+        proc.wait()

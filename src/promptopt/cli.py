@@ -464,7 +464,6 @@ def ui(
 
 def _ui(host: str, port: int, workspace: Path | None) -> None:
     import importlib.util
-    import subprocess
 
     from promptopt.errors import ConfigError
 
@@ -500,11 +499,22 @@ def _ui(host: str, port: int, workspace: Path | None) -> None:
     if host not in {"127.0.0.1", "localhost", "::1"}:
         err.print(f"[yellow]warning: --host {host}: the UI has no login; anyone who reaches it can spend your keys[/]")
     err.print(f"promptopt ui on http://{host}:{port} (Ctrl-C stops it)")
+    raise typer.Exit(_become(command, env))
+
+
+def _become(command: list[str], env: dict[str, str]) -> int:
+    """Run the server in place of this process where the OS allows it (POSIX): a supervisor's
+    SIGTERM or SIGKILL then reaches the server itself instead of orphaning it."""
+    import subprocess
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execve(command[0], command, env)  # does not return
     try:
-        code = subprocess.call(command, env=env)
+        return subprocess.call(command, env=env)
     except KeyboardInterrupt:
-        code = 130
-    raise typer.Exit(code)
+        return 130
 
 
 # --- init -----------------------------------------------------------------------------------
