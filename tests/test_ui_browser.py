@@ -83,12 +83,20 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        # Playwright adds --headless, --no-sandbox, --disable-background-networking and a fresh
-        # profile itself; the rest keeps Chromium off this machine's closed network.
+        # The flags, stated even where Playwright adds them too (it also makes a fresh
+        # profile); the rest keeps Chromium off this machine's closed network.
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=["--disable-gpu", "--disable-quic", "--disable-dev-shm-usage", "--no-first-run"],
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-quic",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+            ],
         )
         yield browser
         browser.close()
