@@ -16,7 +16,7 @@ from promptopt.errors import TemplateError
 from promptopt.template import parse_template
 from promptopt.ui import APP
 from promptopt.ui import session as ui
-from promptopt.workspace import AnswerRecord, RoundRecord, VoteRecord
+from promptopt.workspace import AnswerRecord, RoleUsage, RoundRecord, VoteRecord
 from tests.conftest import POEM, require
 
 KEY = "sk-typed-in-the-page-0123456789"
@@ -120,6 +120,8 @@ def test_stop_ends_a_run_and_keeps_its_rounds(app_env: Path, stub: Any) -> None:
     at = new_session()
     load_bundled(at, "Poem")
     start_run(at, rounds=20)
+    # The page the Start click draws already offers Stop (and no second Start).
+    assert not at.button(key="stop_run").disabled and at.button(key="start_run").disabled
     state: ui.SessionState = at.session_state.promptopt
     deadline = time.monotonic() + 60
     while not state.current.progress.snapshot()["rounds"] and time.monotonic() < deadline:  # type: ignore[union-attr]
@@ -127,6 +129,7 @@ def test_stop_ends_a_run_and_keeps_its_rounds(app_env: Path, stub: Any) -> None:
     at.run()
     at.button(key="stop_run").click().run()
     assert wait_finished(at) == "stopped"
+    assert at.button(key="stop_run").disabled and not at.button(key="start_run").disabled
     saved = ui.list_runs(app_env)[0]
     assert (saved / "prompts" / "round_1" / "prompt.txt").is_file()
 
@@ -209,10 +212,15 @@ def test_answers_side_by_side_pairs_by_question() -> None:
 
 
 def test_chart_data_counts_votes() -> None:
-    rec = RoundRecord(round=2, votes=[VoteRecord(winner="candidate"), VoteRecord(winner="base")], cost_usd=0.5)
+    usage = {
+        "judge": RoleUsage(calls=2, prompt_tokens=300, completion_tokens=20),
+        "executor": RoleUsage(calls=3, prompt_tokens=90, completion_tokens=50),
+    }
+    votes = [VoteRecord(winner="candidate"), VoteRecord(winner="base")]
+    rec = RoundRecord(round=2, votes=votes, cost_usd=0.5, usage=usage, tokens=50)
     data = ui.chart_data([rec])
     assert data["votes for"] == [1] and data["votes against"] == [1] and data["cost_usd"] == [0.5]
-    assert data["round"] == [2] and data["tokens"] == [rec.tokens]
+    assert data["round"] == [2] and data["tokens"] == [460]  # all roles, not SPO's executor-only count
 
 
 def test_template_round_trip_through_form() -> None:

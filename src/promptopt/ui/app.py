@@ -161,7 +161,6 @@ def page_run(s: ui.SessionState) -> None:
     cfg.budget_usd = float(c4.number_input("Budget $ (0 = none)", 0.0, 1000.0, cfg.budget_usd, key="budget"))
     strategies = sorted(STRATEGIES)
     cfg.strategy = st.selectbox("Strategy", strategies, strategies.index(cfg.strategy), key="strategy")
-    running = s.current is not None and s.current.status() == "running"
     try:
         config = s.config(defaults())
         est = api.estimate(s.template, config.model_copy(update={"name": "estimate-only"}))
@@ -171,15 +170,27 @@ def page_run(s: ui.SessionState) -> None:
     except PromptoptError as exc:
         show_error(exc)
         return
+    run_panel(config)
+
+
+@st.fragment(run_every=1.0)
+def run_panel(config: RunConfig) -> None:
+    """Start/Stop and the live progress, redrawn every second. The buttons act in on_click
+    callbacks, before the redraw, so they always show the state a click left behind."""
+    s = state()
+    running = s.current is not None and s.current.status() == "running"
     start_col, stop_col = st.columns(2)
-    if start_col.button("Start", key="start_run", disabled=running, type="primary"):
-        start_run(s, config)
-    if stop_col.button("Stop", key="stop_run", disabled=not running) and s.current is not None:
-        s.current.handle.stop()
-    run_progress()
+    start_col.button("Start", key="start_run", disabled=running, type="primary", on_click=start_run, args=(s, config))
+    stop_col.button("Stop", key="stop_run", disabled=not running, on_click=stop_run, args=(s,))
+    if s.start_error:
+        st.error(s.start_error)
+    run_progress(s)
 
 
 def start_run(s: ui.SessionState, config: RunConfig) -> None:
+    s.start_error = None
+    if s.current is not None and s.current.status() == "running":
+        return  # a double click: one run at a time per session
     name = s.new_run_name()
     config = config.model_copy(update={"name": name})
     progress = ui.RunProgress(config.max_rounds)
@@ -187,15 +198,18 @@ def start_run(s: ui.SessionState, config: RunConfig) -> None:
         assert s.template is not None
         handle = api.start(s.template, config, events=progress, api_keys=s.api_keys())
     except PromptoptError as exc:
-        show_error(exc)
+        s.start_error = redact(str(exc), s.api_keys().values())
         return
     s.runs.append(ui.ActiveRun(name, config.workspace / name, handle, progress))
     st.session_state.results_run = str(config.workspace / name)
 
 
-@st.fragment(run_every=1.0)
-def run_progress() -> None:
-    s = state()
+def stop_run(s: ui.SessionState) -> None:
+    if s.current is not None:
+        s.current.handle.stop()
+
+
+def run_progress(s: ui.SessionState) -> None:
     run = s.current
     if run is None:
         return

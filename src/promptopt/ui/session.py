@@ -130,6 +130,7 @@ class SessionState:
     template: Template | None = None
     template_name: str = "prompt"
     runs: list[ActiveRun] = field(default_factory=list)
+    start_error: str | None = None  # why the last Start failed, one line, keys redacted
 
     @classmethod
     def create(cls, workspace: Path, defaults: RunConfig) -> SessionState:
@@ -246,7 +247,8 @@ def chart_data(records: list[RoundRecord]) -> dict[str, list[Any]]:
         "votes for": [r.wins for r in records],
         "votes against": [r.losses for r in records],
         "cost_usd": [round(r.cost_usd, 6) for r in records],
-        "tokens": [r.tokens for r in records],
+        # Every role's prompt and completion tokens (a record's `tokens` is SPO's executor-only count).
+        "tokens": [r.total_usage.prompt_tokens + r.total_usage.completion_tokens for r in records],
     }
 
 
