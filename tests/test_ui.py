@@ -156,6 +156,54 @@ def test_two_sessions_share_nothing_and_keys_stay_off_disk(app_env: Path, stub: 
             assert KEY.encode() not in path.read_bytes(), path
 
 
+def test_a_reload_finds_the_session_and_can_stop_its_run(app_env: Path, stub: Any) -> None:
+    """Reloading the page starts a new Streamlit session; the token in the address brings back
+    the template, the session's key and the running run, so it can still be stopped."""
+    from streamlit.testing.v1 import AppTest
+
+    stub.latency = 0.2
+    at = new_session()
+    token = at.query_params["session"]
+    assert len(token) >= 20  # unguessable, unlike the short id in run names
+    goto(at, "Models")
+    at.text_input(key="executor_key").set_value(KEY).run()
+    load_bundled(at, "Poem")
+    start_run(at, rounds=20)
+
+    reloaded = AppTest.from_file(str(APP), default_timeout=60)
+    reloaded.query_params["session"] = token
+    reloaded.run()
+    assert reloaded.session_state.promptopt is at.session_state.promptopt
+    goto(reloaded, "Models")
+    assert reloaded.text_input(key="executor_key").value == KEY
+    goto(reloaded, "Run")
+    assert not reloaded.button(key="stop_run").disabled
+    reloaded.button(key="stop_run").click().run()
+    assert wait_finished(reloaded) == "stopped"
+
+    # Without the token, or with a made-up one, a page starts afresh and gets its own token.
+    stranger = AppTest.from_file(str(APP), default_timeout=60)
+    stranger.query_params["session"] = "made-up"
+    stranger.run()
+    assert stranger.query_params["session"] not in ("made-up", token)
+    goto(stranger, "Run")
+    assert "Load a template first" in stranger.info[0].value
+
+
+def test_session_registry_evicts_idle_sessions_first(tmp_path: Path) -> None:
+    class Running:
+        def status(self) -> str:
+            return "running"
+
+    registry = ui.SessionRegistry(limit=2)
+    busy, idle, newest = (ui.SessionState.create(tmp_path, RunConfig()) for _ in range(3))
+    busy.runs.append(Running())  # type: ignore[arg-type]
+    for s in (busy, idle, newest):
+        registry.add(s)
+    assert registry.get(busy.token) is busy and registry.get(newest.token) is newest
+    assert registry.get(idle.token) is None and registry.get(None) is None
+
+
 def test_connection_test_reports_each_role(app_env: Path) -> None:
     at = new_session()
     goto(at, "Models")

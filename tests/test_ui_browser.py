@@ -162,6 +162,13 @@ def test_load_a_template_run_two_rounds_and_see_the_results(browser: Any, ui_url
         expect(page.get_by_text("Best prompt")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "ui-results.png"), full_page=True)
         assert (ARTIFACTS / "ui-results.png").stat().st_size > 10_000
+
+        # A reload keeps the session (its token is in the address): the run is still there.
+        assert "session=" in page.url
+        page.reload()
+        settled(page)
+        goto(page, "Run")
+        expect(page.get_by_text("Run completed")).to_be_visible()
     except BaseException:
         page.screenshot(path=str(ARTIFACTS / "ui-failure.png"), full_page=True)
         raise

@@ -32,11 +32,21 @@ def defaults() -> RunConfig:
     return config
 
 
+SESSION_PARAM = "session"
+
+
 def state() -> ui.SessionState:
+    """This browser session's state; after a reload, found again by the token in the address."""
     if "promptopt" not in st.session_state:
-        workspace = Path(os.environ.get(WORKSPACE_ENV) or defaults().workspace).resolve()
-        st.session_state.promptopt = ui.SessionState.create(workspace, defaults())
+        found = ui.SESSIONS.get(st.query_params.get(SESSION_PARAM))
+        if found is None:
+            workspace = Path(os.environ.get(WORKSPACE_ENV) or defaults().workspace).resolve()
+            found = ui.SessionState.create(workspace, defaults())
+            ui.SESSIONS.add(found)
+        st.session_state.promptopt = found
     s: ui.SessionState = st.session_state.promptopt
+    if st.query_params.get(SESSION_PARAM) != s.token:
+        st.query_params[SESSION_PARAM] = s.token
     return s
 
 

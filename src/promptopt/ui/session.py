@@ -1,8 +1,10 @@
 """What one browser session of the web UI holds, and the pure helpers its pages draw from.
 
 Nothing here imports Streamlit, so it is tested like the rest of the engine. Each browser
-session owns one `SessionState` (in `st.session_state`); nothing is module-level, so two
-sessions never see each other's models, keys, template or run (SPO's web app shared them).
+session owns one `SessionState` (in `st.session_state`), so two sessions never see each other's
+models, keys, template or run (SPO's web app shared them). The one module-level object,
+`SESSIONS`, finds a session again by the unguessable token in its page address, so reloading
+the page keeps its state and its running run; a page without that token starts afresh.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -124,7 +127,8 @@ class SessionState:
     """Everything one browser session owns."""
 
     workspace: Path
-    session_id: str = field(default_factory=lambda: secrets.token_hex(3))
+    session_id: str = field(default_factory=lambda: secrets.token_hex(3))  # in run names
+    token: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)  # in the page address
     roles: dict[str, RoleForm] = field(default_factory=dict)
     settings: RunSettings = field(default_factory=RunSettings)
     template: Template | None = None
@@ -279,3 +283,33 @@ def answers_side_by_side(base: RoundRecord | None, record: RoundRecord) -> list[
         row[f"round {record.round}"] = a.answer if not a.error else f"(failed: {a.error})"
         rows.append(row)
     return rows
+
+
+class SessionRegistry:
+    """Sessions by their page-address token, so a reload (a new Streamlit session) gets its state
+    back. Holds at most `limit` sessions; the least recently used one without a running run goes."""
+
+    def __init__(self, limit: int = 200) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._sessions: OrderedDict[str, SessionState] = OrderedDict()
+
+    def get(self, token: str | None) -> SessionState | None:
+        with self._lock:
+            found = self._sessions.get(token) if token else None
+            if found is not None:
+                self._sessions.move_to_end(found.token)
+            return found
+
+    def add(self, session: SessionState) -> None:
+        with self._lock:
+            self._sessions[session.token] = session
+            for token, old in list(self._sessions.items()):
+                if len(self._sessions) <= self.limit:
+                    break
+                current = old.current
+                if old is not session and (current is None or current.status() != "running"):
+                    del self._sessions[token]
+
+
+SESSIONS = SessionRegistry()
