@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from promptopt.errors import WorkspaceError, WorkspaceLocked
+from promptopt.errors import TemplateError, WorkspaceError, WorkspaceLocked
 from promptopt.files import atomic_write
 
 if TYPE_CHECKING:
@@ -262,7 +262,6 @@ class Workspace:
 
     def read_template(self) -> Template | None:
         """The template the latest run used; None when there is none (an SPO workspace) or it is unreadable."""
-        from promptopt.errors import TemplateError
         from promptopt.template import load_template
 
         if not self.template_path.is_file():

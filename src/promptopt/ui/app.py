@@ -50,9 +50,14 @@ def state() -> ui.SessionState:
     return s
 
 
-def show_error(exc: BaseException) -> None:
+def error_text(exc: BaseException, s: ui.SessionState) -> str:
+    """An error as the page shows it, with the session's keys scrubbed."""
     text = str(exc) if isinstance(exc, PromptoptError) else f"{type(exc).__name__}: {exc}"
-    st.error(redact(text, state().api_keys().values()))
+    return redact(text, s.api_keys().values())
+
+
+def show_error(exc: BaseException) -> None:
+    st.error(error_text(exc, state()))
 
 
 # --- Models ------------------------------------------------------------------------------------
@@ -188,10 +193,9 @@ def run_panel(config: RunConfig) -> None:
     """Start/Stop and the live progress, redrawn every second. The buttons act in on_click
     callbacks, before the redraw, so they always show the state a click left behind."""
     s = state()
-    running = s.current is not None and s.current.status() == "running"
     start_col, stop_col = st.columns(2)
-    start_col.button("Start", key="start_run", disabled=running, type="primary", on_click=start_run, args=(s, config))
-    stop_col.button("Stop", key="stop_run", disabled=not running, on_click=stop_run, args=(s,))
+    start_col.button("Start", key="start_run", disabled=s.running, type="primary", on_click=start_run, args=(s, config))
+    stop_col.button("Stop", key="stop_run", disabled=not s.running, on_click=stop_run, args=(s,))
     if s.start_error:
         st.error(s.start_error)
     run_progress(s)
@@ -199,7 +203,7 @@ def run_panel(config: RunConfig) -> None:
 
 def start_run(s: ui.SessionState, config: RunConfig) -> None:
     s.start_error = None
-    if s.current is not None and s.current.status() == "running":
+    if s.running:
         return  # a double click: one run at a time per session
     name = s.new_run_name()
     config = config.model_copy(update={"name": name})
@@ -208,7 +212,7 @@ def start_run(s: ui.SessionState, config: RunConfig) -> None:
         assert s.template is not None
         handle = api.start(s.template, config, events=progress, api_keys=s.api_keys())
     except PromptoptError as exc:
-        s.start_error = redact(str(exc), s.api_keys().values())
+        s.start_error = error_text(exc, s)
         return
     s.runs.append(ui.ActiveRun(name, config.workspace / name, handle, progress))
     st.session_state.results_run = str(config.workspace / name)

@@ -155,6 +155,11 @@ class SessionState:
     def current(self) -> ActiveRun | None:
         return self.runs[-1] if self.runs else None
 
+    @property
+    def running(self) -> bool:
+        """Whether this session's latest run is still going."""
+        return self.current is not None and self.current.status() == "running"
+
     def api_keys(self) -> dict[str, str]:
         return {role: form.api_key for role, form in self.roles.items() if form.api_key.strip()}
 
@@ -307,8 +312,7 @@ class SessionRegistry:
             for token, old in list(self._sessions.items()):
                 if len(self._sessions) <= self.limit:
                     break
-                current = old.current
-                if old is not session and (current is None or current.status() != "running"):
+                if old is not session and not old.running:
                     del self._sessions[token]
 
 
