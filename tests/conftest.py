@@ -45,6 +45,9 @@ class FakeLLM:
         self.script = {role: list(replies) for role, replies in (script or {}).items()}
         self.history: list[tuple[str, list[dict[str, Any]], int]] = []
         self.usage = Ledger()
+        self.run_seed: int | None = None
+        self.warnings: list[str] = []
+        self.startup_seconds = 0.0
         self.delay = delay
         self.counts: dict[str, int] = {}
         self.after = after
@@ -62,7 +65,7 @@ class FakeLLM:
         queue = self.script.get(role) or []
         reply: Reply = queue.pop(0) if queue else default_reply(role, messages, n)
         if isinstance(reply, BaseException):
-            self.usage.record_failure(role)
+            self.usage.record_failure(role, str(reply))
             raise reply
         text = reply(messages) if callable(reply) else reply
         done = Completion(

@@ -138,15 +138,25 @@ def test_a_refused_run_leaves_the_workspace_template_alone(here: Path, stub: Any
     assert (here / "workspace/Poem/template.yaml").read_text() == before
 
 
-def test_deleted_workspace_reruns_from_the_cache(here: Path, stub: Any) -> None:
+def test_deleted_workspace_reruns_from_the_cache_with_its_seed(here: Path, stub: Any) -> None:
+    """The same --seed reproduces a run from the cache; without it a new run samples anew."""
     import shutil
 
-    assert invoke("optimize", "-t", "Poem", "-r", "2", *model_flags(stub)).exit_code == 0
+    first = invoke("optimize", "-t", "Poem", "-r", "2", "--json", *model_flags(stub))
+    assert first.exit_code == 0
+    seed = json.loads(first.stdout)["seed"]
     paid = stub.count()
     shutil.rmtree(here / "workspace")
-    again = invoke("optimize", "-t", "Poem", "-r", "2", "--json", *model_flags(stub))
+    again = invoke("optimize", "-t", "Poem", "-r", "2", "--json", "--seed", str(seed), *model_flags(stub))
     summary = json.loads(again.stdout)
     assert stub.count() == paid and summary["calls"] == 0 and summary["cached_calls"] == paid
+    shutil.rmtree(here / "workspace")
+    fresh = json.loads(invoke("optimize", "-t", "Poem", "-r", "2", "--json", *model_flags(stub)).stdout)
+    assert fresh["seed"] != seed
+    # Round 1's temperature-0 executor calls replay; the sampled optimizer and judge calls are new
+    # (and the stub's new candidate is executed anew).
+    assert fresh["usage"]["executor"]["cached"] == 3
+    assert fresh["usage"]["optimizer"]["calls"] == 1 and fresh["usage"]["evaluator"]["calls"] == 4
 
 
 def test_optimize_human_output(here: Path, stub: Any) -> None:
@@ -279,3 +289,15 @@ def test_local_model_runs_one_call_at_a_time_unless_told_otherwise(monkeypatch: 
     monkeypatch.setenv("PROMPTOPT_CONCURRENCY", "4")
     assert _build_config({"model": "local"}).concurrency == 4
     assert _build_config({"model": "openai/x"}).concurrency == 4
+
+
+def test_resume_with_another_model_warns_even_quiet_and_show_lists_models(here: Path, stub: Any) -> None:
+    assert invoke("optimize", "-t", "Poem", "-r", "1", *model_flags(stub)).exit_code == 0
+    flags = ["--model", "openai/stub", "--exec-model", "openai/other", "--api-base", stub.url]
+    result = invoke("optimize", "-t", "Poem", "-r", "2", "--quiet", *flags)
+    assert result.exit_code == 0
+    assert "warning: Poem: the models changed since round 1 (executor: openai/stub → openai/other)" in result.output
+    shown = invoke("show", "workspace/Poem")
+    assert "models" in shown.output and "executor openai/other" in shown.output
+    detail = invoke("show", "workspace/Poem", "--round", "1")
+    assert "models: openai/stub" in detail.output

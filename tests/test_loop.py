@@ -10,7 +10,7 @@ import pytest
 
 from promptopt.config import RunConfig
 from promptopt.engine.loop import run_optimization
-from promptopt.errors import ConfigError, LLMAuthError, LLMTransient
+from promptopt.errors import ConfigError, LLMAuthError, LLMError, LLMTransient
 from promptopt.events import RecordingEvents
 from promptopt.template import parse_template
 from promptopt.workspace import Workspace
@@ -232,3 +232,44 @@ def test_events_report_phases_in_order(tmp_path: Path) -> None:
     assert phases == [(1, "execute"), (2, "optimize"), (2, "execute"), (2, "judge")]
     kinds = [k for k, _ in events.log]
     assert kinds[0] == "run_started" and kinds[-1] == "run_done" and kinds.count("round_done") == 2
+
+
+def test_round_one_with_every_answer_failed_is_not_committed(tmp_path: Path) -> None:
+    llm = FakeLLM({"executor": [LLMTransient("executor model m: HTTP 500: down")] * 3})
+    with pytest.raises(LLMError, match=r"every execution of round 1.s prompt failed.*HTTP 500: down"):
+        run(llm, tmp_path, max_rounds=3)
+    assert not (tmp_path / "ws/Poem/prompts/results.json").exists()
+
+
+def test_a_base_whose_answers_all_fail_stops_the_run_instead_of_losing_to_anything(tmp_path: Path) -> None:
+    run(FakeLLM(), tmp_path, max_rounds=1)
+    edited = parse_template(POEM.replace("A poem about snow", "A poem about fog"), "Poem.yaml")
+    llm = FakeLLM({"executor": [LLMTransient("executor model m: down")] * 3})
+    with pytest.raises(LLMError, match="every execution of round 1's prompt failed"):
+        asyncio.run(run_optimization(edited, RunConfig(max_rounds=2), llm, Workspace(tmp_path / "ws", "Poem")))
+    assert llm.calls("optimizer") == 0 and llm.calls("evaluator") == 0
+
+
+def test_the_run_seed_is_stored_and_reused_and_a_different_seed_is_refused(tmp_path: Path) -> None:
+    first = run(FakeLLM(), tmp_path, max_rounds=1)
+    seed = first.seed
+    assert seed is not None and all(r.seed == seed for r in first.records)
+    llm = FakeLLM()
+    second = run(llm, tmp_path, max_rounds=2)
+    assert second.seed == seed and llm.run_seed == seed  # sampled calls are keyed by the stored seed
+    with pytest.raises(ConfigError, match=f"uses seed {seed}"):
+        run(FakeLLM(), tmp_path, max_rounds=3, seed=seed + 1)
+    other = run(FakeLLM(), tmp_path / "other", max_rounds=1)
+    assert other.seed != seed  # a new run draws its own
+    assert run(FakeLLM(), tmp_path / "fixed", max_rounds=1, seed=42).seed == 42
+
+
+def test_resuming_with_another_model_warns_and_records_models_per_round(tmp_path: Path) -> None:
+    run(FakeLLM(), tmp_path, max_rounds=1)
+    events = RecordingEvents()
+    config = RunConfig(max_rounds=2, executor={"model": "other-model"})  # type: ignore[arg-type]
+    result = asyncio.run(run_optimization(TEMPLATE, config, FakeLLM(), Workspace(tmp_path / "ws", "Poem"), events))
+    assert result.model_changes == ["executor: gpt-4o-mini → other-model"]
+    plan = next(p for name, p in events.log if name == "run_started")
+    assert plan.model_changes == result.model_changes  # type: ignore[attr-defined]
+    assert [r.models["executor"] for r in result.records] == ["gpt-4o-mini", "other-model"]

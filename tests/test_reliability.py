@@ -121,14 +121,17 @@ def poem(here: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("kind", "words"), [("401", "refused|auth|api key"), ("404", "does not exist|not found")])
-def test_non_retryable_error_stops_at_once_with_one_line(here: Path, kind: str, words: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "words", "code"), [("401", "refused|auth|api key", 1), ("404", "does not exist|not found", 2)]
+)
+def test_non_retryable_error_stops_at_once_with_one_line(here: Path, kind: str, words: str, code: int) -> None:
+    """Auth refused is a provider fault (exit 1); an unknown model is bad input (exit 2), as documented."""
     import re
 
     with StubServer(faults=lambda i, role, body: Fault(kind) if role == "optimizer" else None) as stub:
         result = invoke("optimize", "-t", "Poem", "-r", "3", *flags(stub))
         assert stub.count("optimizer") == 1  # no retry of a non-retryable error
-    assert result.exit_code == 1
+    assert result.exit_code == code
     errors = [line for line in result.output.splitlines() if line.startswith("promptopt: error:")]
     assert len(errors) == 1 and "optimizer model openai/stub" in errors[0]
     assert re.search(words, errors[0], re.IGNORECASE)

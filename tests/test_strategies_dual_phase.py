@@ -220,13 +220,16 @@ def test_a_rewrite_that_does_not_improve_is_rejected_and_loses_weight(tmp_path: 
     assert record.state["tried"] == [i] and record.state["stale"] == 1
 
 
-def test_a_failed_rewrite_is_penalized(tmp_path: Path) -> None:
-    llm = fake(["no tags"] * 3, first=init())
-    result = run(template(), llm, tmp_path, max_rounds=2)
-    record = result.records[1]
-    i = record.state["picked"]
-    assert record.verdict == "failed" and "no usable <sentence>" in (record.error or "")
-    assert record.state["weights"][i] == pytest.approx(1.0 - 0.5 * 0.5 / 0.2)
+def test_a_reply_without_a_sentence_is_a_failed_round_not_a_reward(tmp_path: Path) -> None:
+    """A format failure rewrote nothing: no penalty, not 'tried', not stale, and no early stop."""
+    llm = fake(["no tags"] * 30, first=init())
+    result = run(template(), llm, tmp_path, max_rounds=4)
+    assert result.stopped == "completed" and [r.round for r in result.records] == [1, 2, 3, 4]
+    for record in result.records[1:]:
+        i = record.state["picked"]
+        assert record.verdict == "failed" and "no usable <sentence>" in (record.error or "")
+        assert record.state["weights"][i] == 1.0 and "reward" not in record.state
+        assert record.state["tried"] == [] and record.state["stale"] == 0
     assert llm.calls("executor") == 3  # nothing to execute
 
 

@@ -22,8 +22,8 @@ _EXPORTS = {
     "RoleConfig": "promptopt.config",
     "Events": "promptopt.events",
     "RecordingEvents": "promptopt.events",
-    "RunResult": "promptopt.engine.loop",
-    "RunPlan": "promptopt.engine.loop",
+    "RunResult": "promptopt.engine.results",
+    "RunPlan": "promptopt.engine.results",
     "CompareResult": "promptopt.engine.compare",
     "RoundRecord": "promptopt.workspace",
     "AnswerRecord": "promptopt.workspace",
@@ -96,7 +96,7 @@ if TYPE_CHECKING:
     )
     from promptopt.config import RoleConfig, RunConfig
     from promptopt.engine.compare import CompareResult
-    from promptopt.engine.loop import RunPlan, RunResult
+    from promptopt.engine.results import RunPlan, RunResult
     from promptopt.errors import Interrupted, PromptoptError
     from promptopt.events import Events, RecordingEvents
     from promptopt.template import QA, Template, load_template

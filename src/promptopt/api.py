@@ -7,6 +7,7 @@ function has a blocking twin that also works where an event loop is already runn
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from promptopt.doctor import RoleCheck
     from promptopt.engine.compare import CompareResult
     from promptopt.engine.estimate import Estimate
-    from promptopt.engine.loop import RunResult
+    from promptopt.engine.results import RunResult
     from promptopt.llm import LLM
     from promptopt.template import Template
     from promptopt.workspace import AnswerRecord, RoundRecord, Workspace
@@ -84,6 +85,7 @@ def make_client(
     *,
     on_call: Callable[[Any], None] | None = None,
     api_keys: Mapping[str, str] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> LLM:
     """The litellm client with the response cache the config asks for.
 
@@ -94,7 +96,7 @@ def make_client(
     from promptopt.llm import LiteLLMClient
 
     cache = ResponseCache(config.cache_dir) if config.cache else None
-    return LiteLLMClient(config, cache=cache, on_call=on_call, api_keys=api_keys)
+    return LiteLLMClient(config, cache=cache, on_call=on_call, api_keys=api_keys, on_warning=on_warning)
 
 
 def _events(events: EventsLike) -> Events:
@@ -118,7 +120,7 @@ async def optimize_async(
 
     tmpl, config, ws = prepare_run(template, config)
     ev = _events(events)
-    client = llm or make_client(config, on_call=ev.call_done, api_keys=api_keys)
+    client = llm or make_client(config, on_call=ev.call_done, api_keys=api_keys, on_warning=ev.warning)
     return await run_optimization(tmpl, config, client, ws, ev)
 
 
@@ -265,10 +267,13 @@ async def compare_async(
         raise ConfigError("compare needs at least one question")
     config = config or load_config()
     client = llm or make_client(config, api_keys=api_keys)
+    # A compare samples anew each time unless --seed asks to reproduce one (from the cache).
+    client.run_seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
     before = client.usage.snapshot()
     requirements = tmpl.requirements if tmpl else ""
     metric = tmpl.metric if tmpl else None
     result = await compare_prompts(client, a, b, qs, gold, requirements, votes, metric)
+    result.seed = client.run_seed
     spent = client.usage.since(before)
     result.calls = sum(u.calls for u in spent.values())
     result.cost_usd = sum(u.cost_usd for u in spent.values())

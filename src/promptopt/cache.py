@@ -12,24 +12,20 @@ from typing import Any
 
 from promptopt.errors import ConfigError
 
-SAMPLING_KEYS = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "seed",
-    "stop",
-    "presence_penalty",
-    "frequency_penalty",
-    "response_format",
-    "reasoning_effort",
-)
+# Never part of a key: credentials, and what only changes how a call is made, not its reply.
+EXCLUDED_KEYS = frozenset({"api_key", "timeout", "num_retries", "max_retries", "metadata"})
+KEY_VERSION = 2
 
 
 def cache_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any], sample: int) -> str:
-    """sha256 of sorted-key JSON of what determines the answer; never keys or base URLs."""
-    sampling = {k: params[k] for k in SAMPLING_KEYS if k in params}
-    payload = {"model": model, "messages": messages, "params": sampling, "sample": sample}
+    """sha256 of sorted-key JSON of everything that changes the reply, by exclusion.
+
+    `params` holds every kwarg of the call (sampling parameters, `n`, tools, response format…),
+    the endpoint or served file, and for sampled calls the run's seed; credentials are left out
+    (the config refuses secrets in `extra`, and the client adds its keys after the key is made).
+    """
+    kept = {k: v for k, v in params.items() if k not in EXCLUDED_KEYS and v is not None}
+    payload = {"v": KEY_VERSION, "model": model, "messages": messages, "params": kept, "sample": sample}
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
@@ -55,6 +51,7 @@ class ResponseCache:
     def __init__(self, folder: Path | None = None) -> None:
         self.folder = Path(folder) if folder else default_cache_dir()
         self.path = self.folder / "responses.sqlite3"
+        self.write_error: str | None = None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -84,14 +81,18 @@ class ResponseCache:
             return None
         return value if isinstance(value, dict) else None
 
-    def put(self, key: str, model: str, role: str, value: dict[str, Any]) -> None:
+    def put(self, key: str, model: str, role: str, value: dict[str, Any]) -> bool:
+        """Store a reply; False when it could not be written (disk full, read-only): the run goes on."""
         try:
             self._db.execute(
                 "INSERT OR REPLACE INTO responses (key, model, role, value, created) VALUES (?, ?, ?, ?, ?)",
                 (key, model, role, json.dumps(value, ensure_ascii=False), time.time()),
             )
-        except sqlite3.Error:
-            pass  # a cache that cannot write only costs money later, it never stops a run
+        except sqlite3.Error as exc:
+            # A cache that cannot write only costs money later; it never stops a run.
+            self.write_error = str(exc) or type(exc).__name__
+            return False
+        return True
 
     def completion_averages(self, models: dict[str, str]) -> dict[str, float]:
         """Mean completion tokens of earlier replies per role, for the model each role uses now."""

@@ -104,6 +104,16 @@ Votes = Annotated[int | None, typer.Option("--votes", help="Judge votes per comp
 Concurrency = Annotated[int | None, typer.Option("--concurrency", "-j", help="Model calls in flight [8].")]
 Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds per model call [120].")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
+Deadline = Annotated[
+    str | None, typer.Option("--deadline", help="Wall time for the whole run: seconds, or 90s, 10m, 1h [none].")
+]
+MaxErrors = Annotated[
+    int | None, typer.Option("--max-errors", help="Stop (exit 1) after this many failed calls in a row; 0 never [10].")
+]
+MaxReplyChars = Annotated[
+    int | None, typer.Option("--max-reply-chars", help="Longer replies are failed calls, never stored [100000].")
+]
+Seed = Annotated[int | None, typer.Option("--seed", help="Seed of sampled calls and strategies [random, stored].")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 
 
@@ -152,7 +162,10 @@ def optimize(
     ] = None,
     budget_usd: Annotated[float | None, typer.Option("--budget-usd", help="Stop before spending more.")] = None,
     max_calls: Annotated[int | None, typer.Option("--max-calls", help="Stop before more paid calls.")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Random seed for strategies [0].")] = None,
+    deadline: Deadline = None,
+    max_errors: MaxErrors = None,
+    max_reply_chars: MaxReplyChars = None,
+    seed: Seed = None,
     retrieval: Annotated[str | None, typer.Option("--retrieval", help="GPO: recency | relevance | importance.")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="GPO: past prompts retrieved per step [3].")] = None,
     edit_budget: Annotated[
@@ -187,6 +200,9 @@ def optimize(
         max_attempts=max_attempts,
         budget_usd=budget_usd,
         max_calls=max_calls,
+        deadline=deadline,
+        max_errors=max_errors,
+        max_reply_chars=max_reply_chars,
         seed=seed,
         no_cache=no_cache,
     )
@@ -226,7 +242,7 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
         print(json.dumps(run_json(result), ensure_ascii=False, indent=2))
     else:
         _out().print(run_summary(result))
-    if result.stopped == "budget":
+    if result.stopped in ("budget", "deadline"):
         raise typer.Exit(ExitCode.BUDGET)
 
 
@@ -325,6 +341,10 @@ def compare(
     api_base: ApiBase = None,
     concurrency: Concurrency = None,
     timeout: Timeout = None,
+    deadline: Deadline = None,
+    max_errors: MaxErrors = None,
+    max_reply_chars: MaxReplyChars = None,
+    seed: Seed = None,
     no_cache: NoCache = False,
     fail_if_worse: Annotated[bool, typer.Option("--fail-if-worse", help="Exit 4 unless B beats A.")] = False,
     json_out: JsonOut = False,
@@ -339,6 +359,10 @@ def compare(
         api_base=api_base,
         concurrency=concurrency,
         timeout=timeout,
+        deadline=deadline,
+        max_errors=max_errors,
+        max_reply_chars=max_reply_chars,
+        seed=seed,
         no_cache=no_cache,
     )
     guarded(lambda: _compare(a, b, template, questions, votes, flags, fail_if_worse, json_out))
@@ -393,6 +417,7 @@ def _compare_json(result: Any) -> dict[str, Any]:
         "b_accuracy": result.b_accuracy,
         "calls": result.calls,
         "cost_usd": result.cost_usd,
+        "seed": result.seed,
         "questions": [
             {
                 "question": q.question,

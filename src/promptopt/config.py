@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ class RoleConfig(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     api_base: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
+    # This role's reply cap; None uses the run's --max-reply-chars.
+    max_reply_chars: int | None = Field(default=None, ge=100)
 
     @field_validator("model")
     @classmethod
@@ -88,10 +91,17 @@ class RunConfig(BaseModel):
     retry_base: float = Field(1.0, ge=0, le=60)
     budget_usd: float | None = Field(None, ge=0)
     max_calls: int | None = Field(None, ge=0)
+    # Seconds for the whole run: no call starts after it, calls in flight end by it.
+    deadline: float | None = Field(None, gt=0)
+    # Stop (exit 1) after this many model calls in a row failed for good; 0 never stops.
+    max_errors: int = Field(10, ge=0)
+    # Longer replies are failed calls (never stored): a misbehaving provider cannot fill disk or memory.
+    max_reply_chars: int = Field(100_000, ge=100)
     cache: bool = True
     cache_dir: Path | None = None
     strategy: str = "spo"
-    seed: int = 0
+    # None: a new run draws a random seed and stores it in the workspace; a resume reuses it.
+    seed: int | None = None
     strategy_options: dict[str, Any] = Field(default_factory=dict)
 
     def role(self, role: str) -> RoleConfig:
@@ -103,6 +113,28 @@ class RunConfig(BaseModel):
     def _plain_name(cls, v: str | None) -> str | None:
         return check_plain_name(v) if v is not None else v
 
+    @field_validator("deadline", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v) if isinstance(v, str) else v
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '1.5h' -> seconds."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:])
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds):
+        raise ValueError(f"'{text}' is not a duration (seconds, or e.g. 90s, 10m, 1h)")
+    return seconds
+
 
 class FileRole(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -111,6 +143,7 @@ class FileRole(BaseModel):
     temperature: float | None = None
     api_base: str | None = None
     extra: dict[str, Any] | None = None
+    max_reply_chars: int | None = None
 
 
 class FileConfig(BaseModel):
@@ -132,6 +165,9 @@ class FileConfig(BaseModel):
     max_rounds: int | None = None
     budget_usd: float | None = None
     max_calls: int | None = None
+    deadline: float | None = None
+    max_errors: int | None = None
+    max_reply_chars: int | None = None
     cache: bool | None = None
     cache_dir: Path | None = None
     strategy: str | None = None
@@ -190,6 +226,9 @@ _ENV_SCALARS = {
     "max_rounds": "PROMPTOPT_MAX_ROUNDS",
     "budget_usd": "PROMPTOPT_BUDGET_USD",
     "max_calls": "PROMPTOPT_MAX_CALLS",
+    "deadline": "PROMPTOPT_DEADLINE",
+    "max_errors": "PROMPTOPT_MAX_ERRORS",
+    "max_reply_chars": "PROMPTOPT_MAX_REPLY_CHARS",
     "cache_dir": "PROMPTOPT_CACHE_DIR",
     "strategy": "PROMPTOPT_STRATEGY",
     "seed": "PROMPTOPT_SEED",
@@ -209,6 +248,7 @@ def _file_layer(fc: FileConfig) -> dict[str, Any]:
             "temperature": spec.temperature,
             "api_base": spec.api_base or fc.api_base,
             "extra": spec.extra,
+            "max_reply_chars": spec.max_reply_chars,
         }
         layer[role] = {k: v for k, v in values.items() if v is not None}
     return layer

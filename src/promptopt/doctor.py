@@ -1,7 +1,7 @@
 """`promptopt doctor`: one tiny request per role, with a diagnosis when it fails.
 
-`free_checks` is the part that costs nothing (keys present, api_base listening, the embedded
-model installed); `optimize` runs it before spending, `check_models` runs it before each call.
+The part that costs nothing (keys present, endpoint listening, the embedded model installed)
+lives in `preflight.py`; `check_models` runs it before each call.
 """
 
 from __future__ import annotations
@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import urllib.request
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from promptopt.config import ROLES, RoleConfig, RunConfig
 from promptopt.errors import (
@@ -28,8 +26,8 @@ from promptopt.errors import (
     PromptoptError,
 )
 from promptopt.llm import LiteLLMClient, _import_litellm, redact, token_cost
+from promptopt.preflight import CONNECT_TIMEOUT, effective_api_base, free_problem, listening, provider_of, role_groups
 
-CONNECT_TIMEOUT = 2.0
 CALL_TIMEOUT = 30.0
 PING = [{"role": "user", "content": "Reply with the single word: ok"}]
 
@@ -53,100 +51,6 @@ class RoleCheck:
     same_as: str | None = None
     error: str | None = None
     diagnosis: str | None = None
-
-
-def _provider(litellm: Any, role: RoleConfig) -> str | None:
-    try:
-        return str(litellm.get_llm_provider(model=role.model, api_base=role.api_base)[1])
-    except Exception:
-        return None
-
-
-def _endpoint(api_base: str) -> tuple[str, int] | None:
-    parts = urlsplit(api_base if "://" in api_base else f"http://{api_base}")
-    if not parts.hostname:
-        return None
-    try:
-        port = parts.port
-    except ValueError:
-        return None
-    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
-
-
-def listening(api_base: str, timeout: float = CONNECT_TIMEOUT) -> str | None:
-    """None when a TCP connect to the api_base's host:port succeeds, else why it did not."""
-    endpoint = _endpoint(api_base)
-    if endpoint is None:
-        return f"--api-base {api_base} is not a URL (expected e.g. http://127.0.0.1:8080/v1)"
-    try:
-        with socket.create_connection(endpoint, timeout=timeout):
-            return None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        if isinstance(exc, TimeoutError):
-            reason = f"no answer within {timeout:g} s"
-        host, port = endpoint
-        return f"nothing listens at {api_base} ({host}:{port}: {reason}); start the server or fix --api-base"
-
-
-def _free_problem(litellm: Any, role: RoleConfig, keyed: bool = False) -> tuple[str, str] | None:
-    """(error, diagnosis) when a role cannot work, found without calling any model.
-
-    `keyed`: the caller hands this role a key itself, so the environment need not have one.
-    """
-    from promptopt import local
-
-    if local.uses_local([role.model]):
-        problem = local.missing_requirement()
-        return (problem, f"install the embedded model: {local.INSTALL_HINT}") if problem else None
-    if _provider(litellm, role) is None:
-        return (
-            f"litellm cannot tell the provider of '{role.model}'",
-            "unknown model: name it as provider/model, e.g. openai/gpt-4o-mini, ollama/llama3.2,"
-            " or openai/<name> with --api-base for an OpenAI-compatible server",
-        )
-    if role.api_base:
-        down = listening(role.api_base)
-        return (down, down) if down else None
-    if keyed:
-        return None
-    try:
-        env = litellm.validate_environment(model=role.model)
-    except Exception:
-        return None
-    missing = env.get("missing_keys") or []
-    if missing and not env.get("keys_in_environment"):
-        return (
-            f"no API key: {', '.join(missing)} is not set",
-            f"set {', '.join(missing)} in the environment (or pass --api-base for a local server)",
-        )
-    return None
-
-
-def _groups(config: RunConfig, api_keys: Mapping[str, str] | None = None) -> list[tuple[list[str], RoleConfig]]:
-    """Roles sharing a model, api_base, extra kwargs and key are checked once (temperature aside)."""
-    keys = api_keys or {}
-    groups: dict[str, tuple[list[str], RoleConfig]] = {}
-    for name in ROLES:
-        role = config.role(name)
-        # Which key a role uses separates groups; the key itself never enters this string.
-        key_of = sorted(set(keys.values())).index(keys[name]) if name in keys else None
-        key = json.dumps([role.model, role.api_base, role.extra, key_of], sort_keys=True, default=str)
-        groups.setdefault(key, ([], role))[0].append(name)
-    return list(groups.values())
-
-
-def free_checks(config: RunConfig, keyed: Collection[str] = ()) -> list[str]:
-    """Problems found without a model call (keys, api_base listening, embedded model installed)."""
-    litellm = _import_litellm()
-    problems = []
-    for names, role in _groups(config):
-        found = _free_problem(litellm, role, all(n in keyed for n in names))
-        if found is not None:
-            error, diagnosis = found
-            detail = error if error == diagnosis else f"{error}: {diagnosis}"
-            problems.append(redact(f"{', '.join(names)} model {role.model}: {detail}"))
-    return problems
 
 
 def _price_per_1k(litellm: Any, model: str) -> tuple[float | None, float | None]:
@@ -203,14 +107,16 @@ def diagnose(exc: LLMError, check: RoleCheck, keyed: bool, timeout: float) -> st
 async def _check(
     litellm: Any, config: RunConfig, names: list[str], role: RoleConfig, timeout: float, api_keys: Mapping[str, str]
 ) -> RoleCheck:
-    provider = _provider(litellm, role)
-    check = RoleCheck(role=names[0], model=role.model, provider=provider, api_base=role.api_base)
+    provider = provider_of(litellm, role)
+    check = RoleCheck(
+        role=names[0], model=role.model, provider=provider, api_base=effective_api_base(role.model, role.api_base)
+    )
     check.usd_per_1k_prompt, check.usd_per_1k_completion = _price_per_1k(litellm, role.model)
     check.priced = check.usd_per_1k_prompt is not None
     key = api_keys.get(names[0])
-    found = await asyncio.to_thread(_free_problem, litellm, role, bool(key))
+    found = await asyncio.to_thread(free_problem, litellm, role, bool(key))
     if found is not None:
-        check.error, check.diagnosis = (redact(s) for s in found)
+        check.error, check.diagnosis = redact(found.error), redact(found.diagnosis)
         return check
     # Every role of this client is the checked one: its own preflight sees nothing else.
     probe = role.model_copy(update={"extra": {**role.extra, "max_tokens": 16}})
@@ -254,7 +160,7 @@ async def check_models(config: RunConfig, api_keys: Mapping[str, str] | None = N
     litellm = _import_litellm()
     keys = {role: key for role, key in (api_keys or {}).items() if key}
     timeout = config.timeout if "timeout" in config.model_fields_set else CALL_TIMEOUT
-    groups = _groups(config, keys)
+    groups = role_groups(config, keys)
     done = await asyncio.gather(*(_check(litellm, config, names, role, timeout, keys) for names, role in groups))
     checks: dict[str, RoleCheck] = {}
     for (names, _), first in zip(groups, done, strict=True):

@@ -7,9 +7,9 @@ class ExitCode:
     """Process exit codes (documented in docs/reliability.md)."""
 
     OK = 0
-    FAILURE = 1  # a model or provider fault that stopped the run
-    USAGE = 2  # bad flags, template, config or workspace input
-    BUDGET = 3  # --budget-usd / --max-calls reached; state saved
+    FAILURE = 1  # a model or provider fault that stopped the run, or no model call succeeded
+    USAGE = 2  # bad flags, template, config or workspace input (an unknown model included)
+    BUDGET = 3  # --budget-usd / --max-calls / --deadline reached; state saved
     WORSE = 4  # compare --fail-if-worse: B did not beat A
     LOCKED = 5  # another optimize holds the workspace lock
     SIGINT = 130
@@ -42,6 +42,10 @@ class BudgetExceeded(PromptoptError):
     exit_code = ExitCode.BUDGET
 
 
+class DeadlineExceeded(BudgetExceeded):
+    """--deadline passed: no new call starts; calls in flight end by the deadline."""
+
+
 class Interrupted(PromptoptError):
     """The run was stopped by SIGINT/SIGTERM after saving what was complete."""
 
@@ -51,9 +55,15 @@ class Interrupted(PromptoptError):
 
 
 class LLMError(PromptoptError):
-    """A model call failed for good (after retries where retrying made sense)."""
+    """A model call failed for good (after retries where retrying made sense).
+
+    `retryable` errors are one failed call (recorded as data, the run goes on); the others are
+    system-wide faults that stop the run. `transport_retry` says whether the client itself
+    tries the same request again before giving up.
+    """
 
     retryable = False
+    transport_retry = False
 
 
 class LLMAuthError(LLMError):
@@ -65,7 +75,9 @@ class LLMBadRequest(LLMError):
 
 
 class LLMNotFound(LLMError):
-    pass
+    """An unknown model: fix the flag (exit 2, like any other bad input)."""
+
+    exit_code = ExitCode.USAGE
 
 
 class LLMContextWindow(LLMError):
@@ -74,9 +86,25 @@ class LLMContextWindow(LLMError):
 
 class LLMRateLimited(LLMError):
     retryable = True
+    transport_retry = True
 
 
 class LLMTransient(LLMError):
     """Timeouts, connection errors, 5xx, garbled bodies: worth another attempt."""
 
     retryable = True
+    transport_retry = True
+
+
+class LLMReplyTooLarge(LLMError):
+    """A reply longer than the role's --max-reply-chars: a failed call, not retried."""
+
+    retryable = True
+
+
+class LLMUnreachable(LLMError):
+    """Nothing listens at the configured endpoint (found before any paid call)."""
+
+
+class TooManyErrors(LLMError):
+    """--max-errors model calls in a row failed: the provider is down or misconfigured."""

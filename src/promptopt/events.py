@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from promptopt.engine.loop import RunPlan, RunResult
+    from promptopt.engine.results import RunPlan, RunResult
     from promptopt.llm import Completion
     from promptopt.workspace import RoundRecord
 
@@ -25,6 +25,9 @@ class Events:
 
     def round_done(self, record: RoundRecord) -> None:
         """A round was committed to results.json."""
+
+    def warning(self, message: str) -> None:
+        """Something the user must hear once, even when progress is off (a cache that cannot write)."""
 
     def run_done(self, result: RunResult) -> None:
         """The run ended (completed, budget, interrupted)."""
@@ -48,6 +51,9 @@ class RecordingEvents(Events):
     def round_done(self, record: RoundRecord) -> None:
         self.log.append(("round_done", record))
 
+    def warning(self, message: str) -> None:
+        self.log.append(("warning", message))
+
     def run_done(self, result: RunResult) -> None:
         self.log.append(("run_done", result))
 
@@ -69,6 +75,9 @@ class FunctionEvents(Events):
 
     def round_done(self, record: RoundRecord) -> None:
         self.fn("round_done", record)
+
+    def warning(self, message: str) -> None:
+        self.fn("warning", message)
 
     def run_done(self, result: RunResult) -> None:
         self.fn("run_done", result)

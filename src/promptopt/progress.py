@@ -52,7 +52,9 @@ class CliEvents(Events):
     def run_started(self, plan: Any) -> None:
         self.last_round = plan.last_round
         if plan.template_changes:  # a warning, not progress: printed even with --quiet
-            self.console.print(f"[yellow]warning: {template_change_warning(plan)}[/yellow]", soft_wrap=True)
+            self.warning(template_change_warning(plan))
+        if plan.model_changes:
+            self.warning(model_change_warning(plan))
         if self.quiet:
             return
         if plan.archived:
@@ -70,6 +72,7 @@ class CliEvents(Events):
             who = models["executor"] if same else ", ".join(f"{k} {v}" for k, v in models.items())
             self.console.print(
                 f"{plan.name}: {plan.strategy} on {plan.questions} questions, {plan.last_round} rounds, {who}"
+                + (f", seed {plan.seed}" if plan.seed is not None else "")
             )
 
     def phase(self, round_number: int, phase: str) -> None:
@@ -88,6 +91,19 @@ class CliEvents(Events):
     def round_done(self, record: Any) -> None:
         if not self.quiet:
             self.console.print(round_line(record, self.last_round))
+
+    def warning(self, message: str) -> None:
+        self.console.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
+
+
+def model_change_warning(plan: Any) -> str:
+    """One line: which role's model differs from the one the kept rounds ran with."""
+    kept = plan.first_round - 1
+    return (
+        f"{plan.name}: the models changed since round {kept} ({'; '.join(plan.model_changes)}); "
+        f"kept rounds keep their results and new rounds mix models in one run ('show' lists each round's). "
+        f"Use a new --name to start over with the new models."
+    )
 
 
 def template_change_warning(plan: Any) -> str:

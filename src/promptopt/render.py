@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
@@ -15,7 +16,7 @@ from promptopt.workspace import RoleUsage, RoundRecord, sum_usage
 if TYPE_CHECKING:
     from promptopt.engine.compare import CompareResult
     from promptopt.engine.estimate import Estimate
-    from promptopt.engine.loop import RunResult
+    from promptopt.engine.results import RunResult
 
 VERDICT_STYLE = {
     "win": "green",
@@ -82,9 +83,12 @@ def round_line(record: RoundRecord, last_round: int | None = None) -> Text:
     if record.duration_s is not None:
         details.append(f"{record.duration_s:.1f}s")
     line.append(" · " + " · ".join(details), style="dim")
-    note = record.error or record.modification or ""
+    note = " ".join((record.error or record.modification or "").split())
+    limit = 240 if record.error else 90  # an error's useful part is often at its end
     if note:
-        line.append(" · " + " ".join(note.split())[:90], style="red" if record.error else "italic")
+        line.append(
+            " · " + (note if len(note) <= limit else note[: limit - 1] + "…"), style="red" if record.error else "italic"
+        )
     return line
 
 
@@ -122,7 +126,12 @@ def run_summary(result: RunResult) -> RenderableType:
     best, initial = result.best, result.initial
     header = Text()
     header.append(f"{result.name}: ", style="bold")
-    stopped = {"completed": "completed", "budget": "stopped by budget", "converged": "stopped early"}
+    stopped = {
+        "completed": "completed",
+        "budget": "stopped by budget",
+        "deadline": "stopped at the deadline",
+        "converged": "stopped early",
+    }
     header.append(stopped.get(result.stopped, result.stopped))
     if result.message:
         header.append(f" ({result.message})", style="yellow")
@@ -138,6 +147,8 @@ def run_summary(result: RunResult) -> RenderableType:
             )
         )
     parts.append(usage_table(result.usage, "This run"))
+    for warning in result.warnings:
+        parts.append(Text(f"warning: {warning}", style="yellow"))
     t = sum_usage(result.usage)
     if t.unpriced:
         parts.append(Text("Some models have no price in litellm's table: their cost shows as $0.", style="dim"))
@@ -154,6 +165,9 @@ def run_json(result: RunResult) -> dict[str, Any]:
         "stopped": result.stopped,
         "message": result.message,
         "template_changes": result.template_changes,
+        "model_changes": result.model_changes,
+        "seed": result.seed,
+        "warnings": result.warnings,
         "best_round": result.best.round,
         "best_prompt": result.best.prompt,
         "initial_prompt": result.initial.prompt,
@@ -190,9 +204,24 @@ def round_json(record: RoundRecord) -> dict[str, Any]:
     }
 
 
+def models_text(models: dict[str, str]) -> str:
+    """'m' when every role used one model, else 'optimizer a, evaluator b, executor c'."""
+    if len(set(models.values())) == 1:
+        return next(iter(models.values()))
+    return ", ".join(f"{role} {model}" for role, model in models.items())
+
+
+def models_changed(first: dict[str, str], models: dict[str, str]) -> str:
+    """The roles whose model differs from the run's first round ('' when none do)."""
+    return ", ".join(f"{role} {model}" for role, model in models.items() if first.get(role) != model)
+
+
 def rounds_table(records: list[RoundRecord], best_round: int | None) -> Table:
     table = Table(show_edge=False, expand=True)
-    for col in ("round", "base", "verdict", "votes", "succeed", "tokens", "cost"):
+    # A run resumed with other models mixes them: then each round says which it ran with.
+    mixed = len({json.dumps(r.models, sort_keys=True) for r in records if r.models}) > 1
+    first = next((r.models for r in records if r.models), {})
+    for col in ("round", "base", "verdict", "votes", "succeed", "tokens", "cost", *(["models"] if mixed else [])):
         table.add_column(
             col,
             justify="right" if col in ("round", "base", "tokens", "cost") else "left",
@@ -211,6 +240,7 @@ def rounds_table(records: list[RoundRecord], best_round: int | None) -> Table:
             "yes" if r.succeed else "no",
             str(r.tokens),
             money(r.cost_usd, r.total_usage.unpriced) if r.usage else "",
+            *([models_changed(first, r.models)] if mixed else []),
             " ".join(r.prompt.split()),
         )
     return table
@@ -226,6 +256,8 @@ def round_detail(record: RoundRecord, base: RoundRecord | None) -> RenderableTyp
     if base:
         head.append(f"  base round {base.round}")
     parts.append(head)
+    if record.models:
+        parts.append(Text(f"models: {models_text(record.models)}", style="dim"))
     if record.error:
         parts.append(Text(f"error: {record.error}", style="red"))
     if record.modification:

@@ -98,6 +98,8 @@ class RoundRecord(BaseModel):
     strategy: str | None = None
     score: float | None = None
     state: dict[str, Any] = Field(default_factory=dict)
+    # The run's own seed (sampled calls are cached under it): a resume reuses it.
+    seed: int | None = None
 
     @property
     def wins(self) -> int:

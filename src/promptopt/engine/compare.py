@@ -51,6 +51,7 @@ class CompareResult:
     cost_usd: float = 0.0
     unpriced: bool = False
     usage: dict[str, object] = field(default_factory=dict)
+    seed: int | None = None
 
     @property
     def b_wins(self) -> int:

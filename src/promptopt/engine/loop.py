@@ -1,65 +1,27 @@
-"""The round loop: resume point, commit per round, stop conditions (rounds, budget, strategy)."""
+"""The round loop: open or resume a run, run rounds until a stop condition, stamp and commit each."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import secrets
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from promptopt.config import ROLES, RunConfig
-from promptopt.engine.strategies.base import RunContext, get_strategy
-from promptopt.errors import BudgetExceeded, ConfigError, WorkspaceError
+from promptopt.engine.results import RunPlan, RunResult
+from promptopt.engine.strategies.base import RunContext, Strategy, get_strategy
+from promptopt.errors import BudgetExceeded, ConfigError, DeadlineExceeded, LLMError, WorkspaceError
 from promptopt.events import Events
 from promptopt.llm import LLM
 from promptopt.template import Template, template_changes
 from promptopt.workspace import RoleUsage, RoundRecord, Workspace, now_string
 
+__all__ = ["RunPlan", "RunResult", "check_strategy", "resume_point", "run_optimization"]
 
-@dataclass
-class RunPlan:
-    name: str
-    workspace: Path
-    strategy: str
-    first_round: int
-    last_round: int
-    resumed: bool
-    questions: int
-    votes: int
-    models: dict[str, str]
-    archived: Path | None = None
-    # Parts of the template that differ from the one the kept rounds ran with ("prompt", "questions"…).
-    template_changes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RunResult:
-    """What a run did; the CLI renders it, `--json` dumps it."""
-
-    name: str
-    workspace: Path
-    strategy: str
-    records: list[RoundRecord]
-    new_rounds: list[int]
-    best: RoundRecord
-    usage: dict[str, RoleUsage]
-    stopped: str = "completed"  # completed | budget | converged
-    message: str | None = None
-    template_changes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    extra: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def initial(self) -> RoundRecord:
-        return self.records[0]
-
-    @property
-    def calls(self) -> int:
-        return sum(u.calls for u in self.usage.values())
-
-    @property
-    def cost_usd(self) -> float:
-        return sum(u.cost_usd for u in self.usage.values())
+# The loop's own guard behind the client's --deadline: a call that cannot be interrupted
+# (an in-process local model) must not hold the run much past it.
+DEADLINE_GRACE_S = 5.0
 
 
 def resume_point(records: list[RoundRecord], initial_round: int | None) -> tuple[list[RoundRecord], int]:
@@ -84,6 +46,105 @@ def check_strategy(records: list[RoundRecord], strategy: str) -> None:
         )
 
 
+def run_seed(records: list[RoundRecord], wanted: int | None) -> int:
+    """The run's own seed: the one stored with its rounds, else --seed, else a fresh random one.
+
+    Workspaces written before seeds were stored ran with seed 0.
+    """
+    stored = next((r.seed for r in records if r.seed is not None), None)
+    if stored is None and records:
+        stored = 0
+    if stored is not None and wanted is not None and wanted != stored:
+        raise ConfigError(
+            f"--seed {wanted}: this workspace's run uses seed {stored}; drop --seed to resume it, or pick a new --name"
+        )
+    if stored is not None:
+        return stored
+    return wanted if wanted is not None else secrets.randbelow(2**31)
+
+
+def model_changes(records: list[RoundRecord], models: dict[str, str]) -> list[str]:
+    """'executor: a → b' for each role whose model differs from the newest kept round's."""
+    before = next((r.models for r in reversed(records) if r.models), {})
+    return [
+        f"{role}: {before[role]} → {models[role]}" for role in ROLES if before.get(role, models[role]) != models[role]
+    ]
+
+
+@dataclass
+class OpenRun:
+    """A run opened under the workspace lock: the rounds kept and what the next ones are."""
+
+    records: list[RoundRecord]
+    next_round: int
+    plan: RunPlan
+
+
+def open_run(template: Template, config: RunConfig, workspace: Workspace, models: dict[str, str]) -> OpenRun:
+    """Read the workspace, apply --initial-round (archiving what it drops), settle the seed, plan."""
+    records = workspace.load()
+    check_strategy(records, config.strategy)
+    kept, next_round = resume_point(records, config.initial_round)
+    archived = None
+    if len(kept) != len(records):
+        archived = workspace.archive_results("before-initial-round")
+        workspace.write_results(kept)
+    seed = run_seed(kept, config.seed)
+    previous = workspace.read_template() if kept else None
+    changes = template_changes(previous, template) if previous else []
+    workspace.write_template(template)
+    plan = RunPlan(
+        workspace.name,
+        workspace.root,
+        config.strategy,
+        next_round,
+        config.max_rounds,
+        bool(kept),
+        len(template.qa),
+        config.votes,
+        models,
+        archived,
+        changes,
+        model_changes(kept, models),
+        seed,
+    )
+    return OpenRun(kept, next_round, plan)
+
+
+def stamp(record: RoundRecord, usage: dict[str, RoleUsage], seconds: float, plan: RunPlan) -> RoundRecord:
+    """What the loop adds to a strategy's round: usage, cost, time, models, strategy, seed."""
+    record.usage = usage
+    record.cost_usd = round(sum(u.cost_usd for u in usage.values()), 10)
+    executor = usage.get("executor")
+    record.tokens = executor.completion_tokens if executor else 0
+    record.duration_s = round(seconds, 3)
+    record.time = now_string()
+    record.models = plan.models
+    record.strategy = plan.strategy
+    record.seed = plan.seed
+    return record
+
+
+def nothing_worked(llm: LLM, spent: dict[str, RoleUsage], models: dict[str, str]) -> LLMError | None:
+    """The error to stop with when model calls were made and not one succeeded (STYLE rule 19)."""
+    if any(u.calls for u in spent.values()) or not any(u.failed for u in spent.values()):
+        return None
+    role = next(r for r in ROLES if spent.get(r) and spent[r].failed)
+    last = llm.usage.last_errors.get(role) or "every call failed"
+    where = "" if last.startswith(f"{role} model") else f"{role} model {models[role]}: "
+    return LLMError(f"no model call succeeded; last error: {where}{last}")
+
+
+async def _round(strategy: Strategy, number: int, records: list[RoundRecord], left: float | None) -> RoundRecord:
+    coro = strategy.first_round() if number == 1 else strategy.step(number, records)
+    if left is None:
+        return await coro
+    try:
+        return await asyncio.wait_for(coro, timeout=max(0.0, left) + DEADLINE_GRACE_S)
+    except asyncio.TimeoutError:
+        raise DeadlineExceeded("--deadline reached while a call could not be interrupted") from None
+
+
 async def run_optimization(
     template: Template,
     config: RunConfig,
@@ -91,37 +152,16 @@ async def run_optimization(
     workspace: Workspace,
     events: Events | None = None,
 ) -> RunResult:
-    """Run (or resume) an optimization until --max-rounds, a budget, or the strategy stops."""
+    """Run (or resume) an optimization until --max-rounds, a budget, the deadline, or the strategy stops."""
     events = events or Events()
     started = time.perf_counter()
-    cls = get_strategy(config.strategy)
-    ctx = RunContext(template, config, llm, events, random.Random(config.seed))
-    strategy = cls(ctx)
     models = {role: config.role(role).model for role in ROLES}
     with workspace.lock():
-        records = workspace.load()
-        check_strategy(records, config.strategy)
-        kept, next_round = resume_point(records, config.initial_round)
-        archived = None
-        if len(kept) != len(records):
-            archived = workspace.archive_results("before-initial-round")
-            workspace.write_results(kept)
-        records = kept
-        previous = workspace.read_template() if records else None
-        changes = template_changes(previous, template) if previous else []
-        workspace.write_template(template)
-        plan = RunPlan(
-            workspace.name,
-            workspace.root,
-            config.strategy,
-            next_round,
-            config.max_rounds,
-            bool(records),
-            len(template.qa),
-            config.votes,
-            models,
-            archived,
-            changes,
+        opened = open_run(template, config, workspace, models)
+        records, next_round, plan = opened.records, opened.next_round, opened.plan
+        llm.run_seed = plan.seed
+        strategy = get_strategy(config.strategy)(
+            RunContext(template, config, llm, events, random.Random(plan.seed), plan.seed or 0)
         )
         events.run_started(plan)
         run_usage = llm.usage.snapshot()
@@ -131,20 +171,12 @@ async def run_optimization(
             reason = strategy.should_stop(records) if records else None
             while next_round <= config.max_rounds and reason is None:
                 before = llm.usage.snapshot()
-                t0 = time.perf_counter() - getattr(llm, "startup_seconds", 0.0)
-                if next_round == 1:
-                    record = await strategy.first_round()
-                else:
-                    record = await strategy.step(next_round, records)
-                record.usage = llm.usage.since(before)
-                record.cost_usd = round(sum(u.cost_usd for u in record.usage.values()), 10)
-                executor = record.usage.get("executor")
-                record.tokens = executor.completion_tokens if executor else 0
+                t0 = time.perf_counter() - llm.startup_seconds
+                left = config.deadline - (time.perf_counter() - started) if config.deadline else None
+                record = await _round(strategy, next_round, records, left)
                 # Round time without the client's one-time start-up (importing litellm).
-                record.duration_s = round(time.perf_counter() - getattr(llm, "startup_seconds", 0.0) - t0, 3)
-                record.time = now_string()
-                record.models = models
-                record.strategy = config.strategy
+                seconds = time.perf_counter() - llm.startup_seconds - t0
+                record = stamp(record, llm.usage.since(before), seconds, plan)
                 records = workspace.save_round(record, records)
                 new_rounds.append(record.round)
                 events.round_done(record)
@@ -152,10 +184,16 @@ async def run_optimization(
                 reason = strategy.should_stop(records)
             if reason:
                 stopped, message = "converged", reason
+        except DeadlineExceeded as exc:
+            stopped, message = "deadline", str(exc)
         except BudgetExceeded as exc:
             stopped, message = "budget", str(exc)
+        spent = llm.usage.since(run_usage)
+        failure = nothing_worked(llm, spent, models)
+        if failure is not None:
+            raise failure
         if not records:
-            if stopped == "budget":
+            if stopped in ("budget", "deadline"):
                 raise BudgetExceeded(f"{message}; no round completed")
             raise WorkspaceError(f"{workspace.root}: no round completed ({message or 'nothing to run'})")
         result = RunResult(
@@ -165,11 +203,14 @@ async def run_optimization(
             records=records,
             new_rounds=new_rounds,
             best=strategy.best(records),
-            usage=llm.usage.since(run_usage),
+            usage=spent,
             stopped=stopped,
             message=message,
-            template_changes=changes,
+            template_changes=plan.template_changes,
+            model_changes=plan.model_changes,
             seconds=round(time.perf_counter() - started, 3),
+            seed=plan.seed,
+            warnings=list(llm.warnings),
         )
         events.run_done(result)
         return result

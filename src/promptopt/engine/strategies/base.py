@@ -28,6 +28,8 @@ class RunContext:
     llm: LLM
     events: Events = field(default_factory=Events)
     rng: random.Random = field(default_factory=lambda: random.Random(0))
+    # The run's own seed (stored in the workspace); strategies derive per-round draws from it.
+    seed: int = 0
 
     @property
     def questions(self) -> list[str]:
@@ -53,6 +55,13 @@ class CallEstimate:
 
     def as_dict(self) -> dict[str, int]:
         return {"optimizer": self.optimizer, "executor": self.executor, "evaluator": self.evaluator}
+
+
+def require_answers(answers: list[AnswerRecord], whose: str) -> list[AnswerRecord]:
+    """`answers`, unless every one failed: then the provider is down and the run stops (exit 1)."""
+    if answers and all(a.error is not None for a in answers):
+        raise LLMError(f"every execution of {whose} failed; last error: {answers[-1].error}")
+    return answers
 
 
 def format_qa_block(questions: list[str], answers: list[AnswerRecord], golden: list[str | None]) -> str:
@@ -105,7 +114,7 @@ class Strategy(ABC):
     async def first_round(self) -> RoundRecord:
         prompt = self.initial_prompt()
         self.ctx.events.phase(1, "execute")
-        answers = await execute(self.ctx.llm, prompt, self.ctx.questions)
+        answers = require_answers(await execute(self.ctx.llm, prompt, self.ctx.questions), "round 1's prompt")
         return RoundRecord(round=1, prompt=prompt, answers=answers, succeed=True, verdict="initial")
 
     def best(self, history: list[RoundRecord]) -> RoundRecord:
@@ -118,7 +127,18 @@ class Strategy(ABC):
             a.error is None for a in record.answers
         ):
             return record.answers
-        return await execute(self.ctx.llm, record.prompt, self.ctx.questions)
+        answers = await execute(self.ctx.llm, record.prompt, self.ctx.questions)
+        return require_answers(answers, f"round {record.round}'s prompt")
+
+    async def base_for_step(self, history: list[RoundRecord]) -> RoundRecord:
+        """The shared start of a step: the best round, with answers to today's questions.
+
+        Its answers are re-run when the questions changed or some had failed; when every one of
+        them fails, the run stops (a candidate judged against no answers would win for nothing).
+        """
+        base = self.best(history)
+        answers = await self.answers_for(base)
+        return base if answers is base.answers else base.model_copy(update={"answers": answers})
 
     async def propose(
         self,
@@ -145,8 +165,9 @@ class Strategy(ABC):
             except LLMError as exc:
                 if not exc.retryable:
                     raise
-                last_error = str(exc)
-                continue
+                # The client already retried the transport --max-attempts times: asking again for
+                # a better-formed reply would multiply them. Format retries are for bad replies only.
+                return Proposal(None, analysis, modification, error=str(exc), attempts=attempt + 1)
             analysis = extract_tag(reply.text, "analyse") or extract_tag(reply.text, "analysis")
             modification = extract_tag(reply.text, "modification")
             prompt = parse(reply.text)

@@ -32,13 +32,12 @@ from promptopt.engine.strategies.base import (
     format_qa_block,
     number_option,
     register,
+    require_answers,
 )
 from promptopt.workspace import AnswerRecord, RoundRecord
 
 INITIAL_WEIGHT = 1.0
 STRUCTURED = "structured prompt: task type, description, output format, reasoning steps, tips"
-# A rewrite the optimizer could not produce, or whose every answer failed, counts as losing every vote.
-FAILED_REWARD = -0.5
 
 # --- pure helpers (pinned by tests) ----------------------------------------------------------
 
@@ -165,7 +164,7 @@ class DualPhase(Strategy):
         prompt = proposal.prompt or t.prompt
         error = None if proposal.prompt else f"{proposal.error}; round 1 keeps your prompt"
         events.phase(1, "execute")
-        answers = await execute(self.ctx.llm, prompt, self.ctx.questions)
+        answers = require_answers(await execute(self.ctx.llm, prompt, self.ctx.questions), "round 1's prompt")
         sentences = split_sentences(prompt)
         state = {
             "score_kind": self.scorer.kind,
@@ -251,8 +250,8 @@ class DualPhase(Strategy):
 
     async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord:
         events = self.ctx.events
-        base = self.best(history)
-        base_answers = await self.answers_for(base)
+        base = await self.base_for_step(history)
+        base_answers = base.answers
         sentences, weights, tried, stale = self.current(history, base.prompt)
         record = RoundRecord(round=number, base_round=base.round)
         if not sentences:
@@ -261,7 +260,7 @@ class DualPhase(Strategy):
             return record
         allowed = self.candidates(sentences, tried) or self.candidates(sentences, [])
         # Seeded by (seed, round), not by a generator carried along: a resumed round draws the same.
-        rng = random.Random(f"{self.ctx.config.seed}:{number}")
+        rng = random.Random(f"{self.ctx.seed}:{number}")
         index, probability = pick_sentence(weights, rng, allowed)
         old = sentences[index]
 
@@ -271,7 +270,7 @@ class DualPhase(Strategy):
         pick: dict[str, Any] = {"picked": index, "probability": round(probability, 6), "old_sentence": old.strip()}
         record.analysis = proposal.analysis
         if proposal.prompt is None:
-            return self._rejected(record, sentences, weights, tried, stale, pick, FAILED_REWARD, error=proposal.error)
+            return self._failed(record, sentences, weights, tried, stale, pick, proposal.error or "no rewrite")
         new_sentences = replace_sentence(sentences, index, proposal.prompt)
         record.prompt = "".join(new_sentences)
         record.modification = f"rewrote sentence {index + 1}: {proposal.prompt.strip()}"
@@ -280,16 +279,8 @@ class DualPhase(Strategy):
         events.phase(number, "execute")
         record.answers = await execute(self.ctx.llm, record.prompt, self.ctx.questions)
         if all(a.error is not None for a in record.answers):
-            return self._rejected(
-                record,
-                sentences,
-                weights,
-                tried,
-                stale,
-                pick,
-                FAILED_REWARD,
-                error="every execution of the candidate failed",
-            )
+            error = "every execution of the candidate failed"
+            return self._failed(record, sentences, weights, tried, stale, pick, error)
         if self.scorer.metric is None:
             events.phase(number, "judge")
         scored = await self.scorer.score(base_answers, record.answers)
@@ -311,16 +302,28 @@ class DualPhase(Strategy):
         stale: int,
         pick: dict[str, Any],
         reward: float,
-        error: str | None = None,
     ) -> RoundRecord:
         """The best prompt stays; the picked sentence's weight moves by the reward and it counts as tried."""
         index, probability = pick["picked"], pick["probability"]
         weights = exp3_update(weights, index, reward, probability, self.eta)
         tried = sorted({*tried, index})
         record.state = {**phase2_state(sentences, weights, tried, stale + 1), **pick, "reward": round(reward, 6)}
-        record.succeed = False
-        record.verdict = "failed" if error else "rejected"
-        record.error = error
+        record.succeed, record.verdict = False, "rejected"
+        return record
+
+    def _failed(
+        self,
+        record: RoundRecord,
+        sentences: list[str],
+        weights: list[float],
+        tried: list[int],
+        stale: int,
+        pick: dict[str, Any],
+        error: str,
+    ) -> RoundRecord:
+        """Nothing was tried (no usable rewrite, or no answer to judge): no reward, not counted as tried or stale."""
+        record.state = {**phase2_state(sentences, weights, tried, stale), **pick}
+        record.succeed, record.verdict, record.error = False, "failed", error
         return record
 
 

@@ -311,10 +311,8 @@ class GPO(Strategy):
 
     async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord:
         events, opts = self.ctx.events, self.options
-        base = self.best(history)
-        base_answers = await self.answers_for(base)
-        if base_answers is not base.answers:
-            base = base.model_copy(update={"answers": base_answers})
+        base = await self.base_for_step(history)
+        base_answers = base.answers
         trajectory = build_trajectory(history, self.scorer.initial_score(history[0].answers))
         retrieved = retrieve(trajectory, opts.top_k, opts.retrieval, current=base.prompt)
         base_score = self.scorer.accuracy(base_answers)

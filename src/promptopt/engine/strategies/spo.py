@@ -45,10 +45,8 @@ class SPO(Strategy):
 
     async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord:
         events = self.ctx.events
-        base = self.best(history)
-        base_answers = await self.answers_for(base)
-        if base_answers is not base.answers:
-            base = base.model_copy(update={"answers": base_answers})
+        base = await self.base_for_step(history)
+        base_answers = base.answers
         events.phase(number, "optimize")
         proposal = await self.propose(self.optimizer_messages(base), number, unchanged=base.prompt)
         record = RoundRecord(

@@ -1,0 +1,60 @@
+"""What a run will do and what it did: the objects the CLI, the API and the web UI render."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from promptopt.workspace import RoleUsage, RoundRecord
+
+
+@dataclass
+class RunPlan:
+    name: str
+    workspace: Path
+    strategy: str
+    first_round: int
+    last_round: int
+    resumed: bool
+    questions: int
+    votes: int
+    models: dict[str, str]
+    archived: Path | None = None
+    # Parts of the template that differ from the one the kept rounds ran with ("prompt", "questions"…).
+    template_changes: list[str] = field(default_factory=list)
+    # Roles whose model differs from the one the kept rounds ran with ("executor: a → b").
+    model_changes: list[str] = field(default_factory=list)
+    seed: int | None = None
+
+
+@dataclass
+class RunResult:
+    """What a run did; the CLI renders it, `--json` dumps it."""
+
+    name: str
+    workspace: Path
+    strategy: str
+    records: list[RoundRecord]
+    new_rounds: list[int]
+    best: RoundRecord
+    usage: dict[str, RoleUsage]
+    stopped: str = "completed"  # completed | budget | deadline | converged
+    message: str | None = None
+    template_changes: list[str] = field(default_factory=list)
+    model_changes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    seed: int | None = None
+    # What the user must hear once: a cache that could not be written, …
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def initial(self) -> RoundRecord:
+        return self.records[0]
+
+    @property
+    def calls(self) -> int:
+        return sum(u.calls for u in self.usage.values())
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(u.cost_usd for u in self.usage.values())
