@@ -20,6 +20,7 @@ from promptopt.errors import PromptoptError
 from promptopt.llm import redact
 from promptopt.render import money, verdict_label
 from promptopt.template import dump_template, load_template, parse_template
+from promptopt.ui import paths
 from promptopt.ui import session as ui
 
 WORKSPACE_ENV = "PROMPTOPT_UI_WORKSPACE"
@@ -111,7 +112,7 @@ def page_template(s: ui.SessionState) -> None:
     if uploaded is not None and st.session_state.get("uploaded_id") != uploaded.file_id:
         st.session_state.uploaded_id = uploaded.file_id
         try:
-            set_template(s, parse_template(uploaded.getvalue(), uploaded.name), Path(uploaded.name))
+            set_template(s, parse_template(uploaded.getvalue(), uploaded.name), uploaded.name)
         except PromptoptError as exc:
             show_error(exc)
     if s.template is None:
@@ -136,26 +137,23 @@ def page_template(s: ui.SessionState) -> None:
     text = dump_template(edited)
     st.download_button("Download YAML", text, file_name=f"{s.template_name}.yaml", key="download_yaml")
     with st.expander("Save on the server"):
-        target = st.text_input("Path", f"{s.template_name}.yaml", key="save_path")
+        st.caption(f"Into the workspace, {s.workspace}: a file name, or folder/name.yaml")
+        target = st.text_input("File name in the workspace", f"{s.template_name}.yaml", key="save_path")
         overwrite = st.checkbox("Overwrite if it exists", key="save_overwrite")
         if st.button("Save", key="save_template"):
-            save_template(Path(target).expanduser(), text, overwrite)
+            save_template(s, target, text, overwrite)
 
 
-def set_template(s: ui.SessionState, template: Any, path: Path) -> None:
-    s.template, s.template_name = template, path.stem
+def set_template(s: ui.SessionState, template: Any, name: str | Path) -> None:
+    s.template, s.template_name = template, paths.plain_stem(str(name))
 
 
-def save_template(path: Path, text: str, overwrite: bool) -> None:
-    from promptopt.files import atomic_write
-
-    if path.exists() and not overwrite:
-        st.error(f"{path} exists: tick 'Overwrite' to replace it")
-        return
+def save_template(s: ui.SessionState, target: str, text: str, overwrite: bool) -> None:
+    """Save only inside the workspace; any other path is refused in one line and nothing is written."""
     try:
-        atomic_write(path, text)
-    except OSError as exc:
-        st.error(f"{path}: cannot write ({exc.strerror or exc})")
+        path = paths.save_text(s.workspace, target, text, overwrite=overwrite, suffixes=paths.TEMPLATE_SUFFIXES)
+    except PromptoptError as exc:
+        show_error(exc)
         return
     st.success(f"saved {path}")
 
@@ -215,7 +213,7 @@ def start_run(s: ui.SessionState, config: RunConfig) -> None:
         s.start_error = error_text(exc, s)
         return
     s.runs.append(ui.ActiveRun(name, config.workspace / name, handle, progress))
-    st.session_state.results_run = str(config.workspace / name)
+    st.session_state.results_run = name
 
 
 def stop_run(s: ui.SessionState) -> None:
@@ -252,12 +250,12 @@ def page_results(s: ui.SessionState) -> None:
     if not runs:
         st.info(f"No runs under {s.workspace} yet.")
         return
-    labels = [str(p) for p in runs]
+    names = [p.name for p in runs]
     wanted = st.session_state.get("results_run")
-    index = labels.index(wanted) if wanted in labels else 0
-    chosen = st.selectbox("Run", labels, index, key="results_choice", format_func=lambda p: Path(p).name)
+    index = names.index(wanted) if wanted in names else 0
+    chosen = st.selectbox("Run", names, index, key="results_choice")
     try:
-        run = api.load_run(chosen)
+        run = load_run(s, chosen, names)
     except PromptoptError as exc:
         show_error(exc)
         return
@@ -302,6 +300,13 @@ def page_results(s: ui.SessionState) -> None:
             col.code(text or "(no answer)", language=None, wrap_lines=True)
 
 
+def load_run(s: ui.SessionState, name: str | None, names: list[str]) -> Any:
+    """A run picked on the page: one of the listed run folders, confined to the workspace."""
+    if name not in names:
+        raise PromptoptError(f"run '{paths.shown(str(name))}': not a run in {s.workspace}")
+    return api.load_run(paths.confine(s.workspace, name, field="run"))
+
+
 # --- Try ---------------------------------------------------------------------------------------
 
 
@@ -310,9 +315,10 @@ def page_try(s: ui.SessionState) -> None:
     runs = ui.list_runs(s.workspace)
     prompt = ""
     if runs:
-        chosen = st.selectbox("Run", [str(p) for p in runs], key="try_run", format_func=lambda p: Path(p).name)
+        names = [p.name for p in runs]
+        chosen = st.selectbox("Run", names, key="try_run")
         try:
-            run = api.load_run(chosen)
+            run = load_run(s, chosen, names)
         except PromptoptError as exc:
             show_error(exc)
             return
