@@ -461,8 +461,9 @@ def ui(
         list[str] | None,
         typer.Option(
             "--allow-host",
-            help="Also accept requests whose Host is NAME (a reverse proxy's or LAN name); repeatable. "
-            "Other names than localhost, 127.0.0.1, ::1 and --host get 403.",
+            metavar="NAME",
+            help="Also answer requests whose Host is NAME (a reverse proxy's or LAN name); repeatable. "
+            "Any Host but localhost, 127.0.0.1, ::1, --host and these gets 403.",
         ),
     ] = None,
 ) -> None:

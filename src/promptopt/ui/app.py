@@ -58,7 +58,7 @@ def error_text(exc: BaseException, s: ui.SessionState) -> str:
 
 
 def show_error(exc: BaseException) -> None:
-    st.error(error_text(exc, state()))
+    st.error(ui.md(error_text(exc, state())))
 
 
 # --- Models ------------------------------------------------------------------------------------
@@ -90,12 +90,12 @@ def page_models(s: ui.SessionState) -> None:
         for check in checks:
             label = f"{check.role}: {check.model}"
             if check.same_as:
-                st.info(f"{label}: same model as {check.same_as}")
+                st.info(ui.md(f"{label}: same model as {check.same_as}"))
             elif check.ok:
                 price = "no price" if not check.priced else f"${check.usd_per_1k_prompt or 0:.5f}/1k prompt tokens"
-                st.success(f"{label}: ok in {check.latency_s}s ({price})")
+                st.success(ui.md(f"{label}: ok in {check.latency_s}s ({price})"))
             else:
-                st.error(f"{label}: {check.error}. {check.diagnosis or ''}")
+                st.error(ui.md(f"{label}: {check.error}. {check.diagnosis or ''}"))
 
 
 # --- Template ----------------------------------------------------------------------------------
@@ -137,7 +137,7 @@ def page_template(s: ui.SessionState) -> None:
     text = dump_template(edited)
     st.download_button("Download YAML", text, file_name=f"{s.template_name}.yaml", key="download_yaml")
     with st.expander("Save on the server"):
-        st.caption(f"Into the workspace, {s.workspace}: a file name, or folder/name.yaml")
+        st.caption(f"Into the workspace, {ui.md(s.workspace)}: a file name, or folder/name.yaml")
         target = st.text_input("File name in the workspace", f"{s.template_name}.yaml", key="save_path")
         overwrite = st.checkbox("Overwrite if it exists", key="save_overwrite")
         if st.button("Save", key="save_template"):
@@ -155,7 +155,7 @@ def save_template(s: ui.SessionState, target: str, text: str, overwrite: bool) -
     except PromptoptError as exc:
         show_error(exc)
         return
-    st.success(f"saved {path}")
+    st.success(ui.md(f"saved {path}"))
 
 
 # --- Run ---------------------------------------------------------------------------------------
@@ -195,7 +195,7 @@ def run_panel(config: RunConfig) -> None:
     start_col.button("Start", key="start_run", disabled=s.running, type="primary", on_click=start_run, args=(s, config))
     stop_col.button("Stop", key="stop_run", disabled=not s.running, on_click=stop_run, args=(s,))
     if s.start_error:
-        st.error(s.start_error)
+        st.error(ui.md(s.start_error))
     run_progress(s)
 
 
@@ -227,18 +227,18 @@ def run_progress(s: ui.SessionState) -> None:
         return
     snap = run.progress.snapshot()
     status = run.status()
-    st.markdown(f"**{run.name}** — {status} · {snap['phase']}")
+    st.markdown(f"**{ui.md(run.name)}** — {ui.md(status)} · {ui.md(snap['phase'])}")
     done = len(snap["rounds"])
     st.progress(min(done / max(snap["last_round"], 1), 1.0), text=f"{done}/{snap['last_round']} rounds")
     cached = f" ({snap['cached']} cached)" if snap["cached"] else ""
     cost = money(snap["cost_usd"], snap["unpriced"])
-    st.caption(f"{snap['calls']} calls{cached} · {cost} · workspace {run.path}")
+    st.caption(f"{snap['calls']} calls{cached} · {ui.md(cost)} · workspace {ui.md(run.path)}")
     if snap["rounds"]:
         st.dataframe(ui.rounds_rows(snap["rounds"]), width="stretch", hide_index=True, key="live_rounds")
     if status.startswith("failed"):
-        st.error(status)
+        st.error(ui.md(status))
     elif status != "running":
-        st.success(f"Run {status}. Open the Results page for every round.")
+        st.success(f"Run {ui.md(status)}. Open the Results page for every round.")
 
 
 # --- Results -----------------------------------------------------------------------------------
@@ -248,7 +248,7 @@ def page_results(s: ui.SessionState) -> None:
     st.header("Results")
     runs = ui.list_runs(s.workspace)
     if not runs:
-        st.info(f"No runs under {s.workspace} yet.")
+        st.info(f"No runs under {ui.md(s.workspace)} yet.")
         return
     names = [p.name for p in runs]
     wanted = st.session_state.get("results_run")
@@ -259,7 +259,7 @@ def page_results(s: ui.SessionState) -> None:
     except PromptoptError as exc:
         show_error(exc)
         return
-    st.markdown(f"**{run.name}** — {len(run.records)} rounds, best round {run.best.round}")
+    st.markdown(f"**{ui.md(run.name)}** — {len(run.records)} rounds, best round {run.best.round}")
     st.dataframe(ui.rounds_rows(run.records), width="stretch", hide_index=True, key="results_table")
     chart = ui.chart_data(run.records)
     c1, c2 = st.columns(2)
@@ -280,21 +280,21 @@ def page_results(s: ui.SessionState) -> None:
     against = f" against round {base.round}" if base else ""
     st.markdown(f"Verdict: **{verdict_label(record)}** {record.vote_marks}{against}")
     if record.error:
-        st.warning(record.error)
+        st.warning(ui.md(record.error))
     if base is not None:
         st.caption(f"Prompt change against round {base.round}")
         st.html(ui.diff_html(base.prompt, record.prompt))
     else:
         st.code(record.prompt, language=None, wrap_lines=True)
     if record.modification:
-        st.caption(f"Optimizer: {record.modification}")
+        st.caption(f"Optimizer: {ui.md(record.modification)}")
     for i, vote in enumerate(record.votes):
         with st.expander(f"Judge vote {i + 1}: {vote.winner}" + (" (swapped)" if vote.swapped else "")):
-            st.write(vote.analysis or vote.error or "(no analysis)")
+            st.markdown(ui.md(vote.analysis or vote.error or "(no analysis)"))
     st.subheader("Answers side by side")
     for i, row in enumerate(ui.answers_side_by_side(base, record), 1):
         question, *columns = row.items()
-        st.markdown(f"**Q{i}.** {question[1]}")
+        st.markdown(f"**Q{i}.** {ui.md(question[1])}")
         for col, (label, text) in zip(st.columns(len(columns)), columns, strict=True):
             col.caption(label)
             col.code(text or "(no answer)", language=None, wrap_lines=True)
@@ -335,7 +335,7 @@ def page_try(s: ui.SessionState) -> None:
             show_error(exc)
             return
         if reply.error:
-            st.error(reply.error)
+            st.error(ui.md(reply.error))
         else:
             st.markdown(reply.answer)
 
@@ -354,7 +354,7 @@ def main() -> None:
     s = state()
     st.sidebar.title("promptopt")
     page = st.sidebar.radio("Page", ui.PAGES, key="page")
-    st.sidebar.caption(f"workspace: {s.workspace}")
+    st.sidebar.caption(f"workspace: {ui.md(s.workspace)}")
     PAGE_FUNCS[page](s)
 
 

@@ -200,6 +200,13 @@ class SessionState:
         return check_plain_name(f"{stem[:40]}-{stamp}-{self.session_id}")
 
 
+def md(text: object) -> str:
+    """Outside text (a path, an error, a model's words) as literal text in Streamlit's markdown:
+    every ASCII punctuation mark backslash-escaped, so `~x~`, `_x_`, `[x](url)` or `:red[x]` stay
+    what they were typed as."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", str(text))
+
+
 # --- template form -----------------------------------------------------------------------------
 
 
