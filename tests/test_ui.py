@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,11 @@ def new_session() -> Any:
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception
     return at
+
+
+def shown(element: Any) -> str:
+    """An alert's text as the page shows it (the app escapes outside text for markdown)."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", element.value)
 
 
 def goto(at: Any, page: str) -> Any:
@@ -132,6 +138,46 @@ def test_stop_ends_a_run_and_keeps_its_rounds(app_env: Path, stub: Any) -> None:
     assert at.button(key="stop_run").disabled and not at.button(key="start_run").disabled
     saved = ui.list_runs(app_env)[0]
     assert (saved / "prompts" / "round_1" / "prompt.txt").is_file()
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*"))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symlinks and a POSIX home")
+@pytest.mark.parametrize("target", ["~/../outside.yaml", "{tmp}/outside.yaml", "../outside.yaml", "link/outside.yaml"])
+def test_save_on_the_server_refuses_paths_outside_the_workspace(
+    app_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    """Issue 13: '~/../<elsewhere>/.bashrc' with Overwrite ticked wrote a template into a startup
+    file. Every spelling of 'outside' below names tmp_path/outside.yaml (home, absolute, relative
+    to the server's folder, a symlink in the workspace): refused in one line, nothing written."""
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    app_env.mkdir(parents=True)
+    monkeypatch.chdir(app_env)
+    (app_env / "link").symlink_to(tmp_path)
+    at = new_session()
+    load_bundled(at, "Poem")
+    before = files_under(tmp_path)
+    at.text_input(key="save_path").set_value(target.format(tmp=tmp_path)).run()
+    at.checkbox(key="save_overwrite").check().run()
+    at.button(key="save_template").click().run()
+    assert not at.exception and not at.success
+    assert len(at.error) == 1 and "\n" not in shown(at.error[0]) and "outside.yaml" in shown(at.error[0])
+    assert not (tmp_path / "outside.yaml").exists() and files_under(tmp_path) == before
+
+
+def test_save_on_the_server_writes_inside_the_workspace(app_env: Path) -> None:
+    at = new_session()
+    load_bundled(at, "Poem")
+    at.text_input(key="save_path").set_value("mine/Poem.yaml").run()
+    at.button(key="save_template").click().run()
+    saved = app_env / "mine" / "Poem.yaml"
+    assert at.success and str(saved.resolve()) in shown(at.success[0])
+    assert parse_template(saved.read_text(), "Poem.yaml").prompt == at.session_state.promptopt.template.prompt
+    at.button(key="save_template").click().run()  # again, without Overwrite
+    assert "exists: tick 'Overwrite'" in shown(at.error[0])
 
 
 def test_two_sessions_share_nothing_and_keys_stay_off_disk(app_env: Path, stub: Any, tmp_path: Path) -> None:
@@ -246,6 +292,13 @@ def test_template_from_form_skips_blank_rows_and_names_bad_ones() -> None:
         ui.template_from_form("Do it.", "", 0, [])
 
 
+def test_md_keeps_outside_text_literal() -> None:
+    text = "path '~/../x/.bashrc': ~gone~ _i_ **b** [link](http://e.example) ![img](x) :red[y] $x$ <b> `c`"
+    escaped = ui.md(text)
+    assert re.sub(r"\\(.)", r"\1", escaped) == text
+    assert not re.search(r"(?<!\\)[~_*\[\]()!:$<>`]", escaped)  # every mark is escaped
+
+
 def test_diff_html_escapes_and_marks_changes() -> None:
     out = ui.diff_html("Say <b>hi</b> now", "Say <b>hello</b> now")
     assert "<b>" not in out and "&lt;b&gt;" in out
@@ -318,13 +371,34 @@ def test_ui_command_binds_localhost_by_default(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(os, "execve", execve)
     monkeypatch.setattr(subprocess, "call", lambda cmd, env: seen.append((cmd, env)) or 0)
     assert CliRunner().invoke(app, ["ui", "--workspace", str(tmp_path / "runs")]).exit_code == 0
-    assert CliRunner().invoke(app, ["ui", "--host", "0.0.0.0", "--port", "9000"]).exit_code == 0
+    wide = ["ui", "--host", "0.0.0.0", "--port", "9000", "--allow-host", "ui.example", "--allow-host", "10.0.0.5"]
+    assert CliRunner().invoke(app, wide).exit_code == 0
     (first, env), (second, _) = seen
-    assert first[first.index("--server.address") + 1] == "127.0.0.1"
-    assert first[first.index("--server.port") + 1] == "8501"
+    assert first[1:4] == ["-m", "promptopt.ui.serve", "--address"]  # the guarded server, not bare streamlit
+    assert first[first.index("--address") + 1] == "127.0.0.1"
+    assert first[first.index("--port") + 1] == "8501" and "--allow-host" not in first
     assert env["PROMPTOPT_UI_WORKSPACE"] == str((tmp_path / "runs").resolve())
-    assert first[first.index("--browser.gatherUsageStats") + 1] == "false"
-    assert second[second.index("--server.address") + 1] == "0.0.0.0" and "9000" in second
+    assert second[second.index("--address") + 1] == "0.0.0.0" and "9000" in second
+    assert second[-4:] == ["--allow-host", "ui.example", "--allow-host", "10.0.0.5"]
+
+
+@pytest.mark.parametrize("name", ["", "evil.example/x", "a b", "name:port", "[::1", "user@host"])
+def test_ui_command_rejects_a_bad_allow_host(name: str) -> None:
+    from typer.testing import CliRunner
+
+    from promptopt.cli import app
+
+    result = CliRunner().invoke(app, ["ui", "--allow-host", name])
+    assert result.exit_code == 2 and "--allow-host" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_streamlit_options_pin_the_security_settings() -> None:
+    from promptopt.ui import serve
+
+    options = serve.streamlit_options("127.0.0.1", 8501)
+    assert options["server.enableCORS"] is True and options["server.enableXsrfProtection"] is True
+    assert options["browser.gatherUsageStats"] is False and options["server.headless"] is True
 
 
 def test_a_run_that_cannot_start_says_why_in_one_line(app_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -339,7 +413,7 @@ def test_a_run_that_cannot_start_says_why_in_one_line(app_env: Path, monkeypatch
     start_run(at, rounds=2)
     status = wait_finished(at)
     assert status.startswith("failed: ") and "\n" not in status and "127.0.0.1" in status
-    assert any(status in e.value for e in at.error) and not at.exception
+    assert any(status in shown(e) for e in at.error) and not at.exception
 
 
 @pytest.mark.skipif(os.name != "posix", reason="signals as a supervisor sends them")

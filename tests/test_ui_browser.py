@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("PROMPTOPT_ARTIFACTS") or ROOT / "test-artifacts")
 CHROMIUM = os.environ.get("PROMPTOPT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+REBOUND = "rebound.example"
 
 
 def free_port() -> int:
@@ -51,8 +52,10 @@ def ui_url(stub: Any, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "ui.log"
+    (tmp_path / "home").mkdir()
     env = {
         **os.environ,
+        "HOME": str(tmp_path / "home"),  # '~' in the page must not reach it; no user Streamlit config
         "PROMPTOPT_MODEL": "openai/stub",
         "PROMPTOPT_API_BASE": stub.url,
         "PYTHONUNBUFFERED": "1",
@@ -96,6 +99,8 @@ def browser() -> Iterator[Any]:
                 "--disable-quic",
                 "--disable-dev-shm-usage",
                 "--no-first-run",
+                # DNS rebinding, simulated: a foreign name that resolves to this machine.
+                f"--host-resolver-rules=MAP {REBOUND} 127.0.0.1",
             ],
         )
         yield browser
@@ -174,3 +179,55 @@ def test_load_a_template_run_two_rounds_and_see_the_results(browser: Any, ui_url
         raise
     finally:
         context.close()
+
+
+def test_save_outside_the_workspace_is_refused_in_the_page(browser: Any, ui_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    try:
+        page.goto(ui_url)
+        settled(page)
+        goto(page, "Template")
+        page.get_by_role("button", name="Load", exact=True).click()
+        settled(page)
+        page.get_by_text("Save on the server").click()
+        before = sorted(tmp_path.rglob("*"))
+        for target in ("~/../outside.yaml", str(tmp_path / "outside.yaml"), "../outside.yaml"):
+            box = page.get_by_role("textbox", name="File name in the workspace")
+            box.fill(target)
+            box.press("Enter")
+            settled(page)
+            overwrite = page.get_by_role("checkbox", name="Overwrite if it exists")
+            if not overwrite.is_checked():
+                overwrite.check(force=True)
+                settled(page)
+            page.get_by_role("button", name="Save", exact=True).click()
+            settled(page)
+            expect(page.get_by_test_id("stAlertContentError").filter(has_text="outside.yaml")).to_be_visible()
+            assert sorted(tmp_path.rglob("*")) == before, target
+        assert not (tmp_path / "outside.yaml").exists()
+    except BaseException:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "ui-save-failure.png"), full_page=True)
+        raise
+    finally:
+        context.close()
+
+
+def test_a_rebound_name_gets_403_and_no_app(browser: Any, ui_url: str) -> None:
+    """A page on another site whose name now resolves to 127.0.0.1 (DNS rebinding) reaches the
+    server with its own name in Host: it gets 403, and no Streamlit session starts."""
+    page = browser.new_page()
+    try:
+        port = ui_url.rsplit(":", 1)[1]
+        response = page.goto(f"http://{REBOUND}:{port}/")
+        assert response is not None and response.status == 403
+        assert "--allow-host" in page.content()
+        assert page.get_by_test_id("stApp").count() == 0
+        assert page.goto(f"http://localhost:{port}/") is not None  # the same server, by its own name
+        page.get_by_test_id("stApp").wait_for()
+    finally:
+        page.close()

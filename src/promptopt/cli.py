@@ -482,48 +482,51 @@ def ui(
     ),
     port: Annotated[int, typer.Option("--port", help="Port to serve on.")] = 8501,
     workspace: Annotated[Path | None, typer.Option("--workspace", "-w", help="Folder for runs [workspace].")] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            metavar="NAME",
+            help="Also answer requests whose Host is NAME (a reverse proxy's or LAN name); repeatable. "
+            "Any Host but localhost, 127.0.0.1, ::1, --host and these gets 403.",
+        ),
+    ] = None,
 ) -> None:
     """Open the web UI: models, template editor, runs with live progress, results, try a prompt."""
-    guarded(lambda: _ui(host, port, workspace))
+    guarded(lambda: _ui(host, port, workspace, allow_host or []))
 
 
-def _ui(host: str, port: int, workspace: Path | None) -> None:
+def _ui(host: str, port: int, workspace: Path | None, allow_host: list[str]) -> None:
     import importlib.util
 
+    from rich.markup import escape
+
     from promptopt.errors import ConfigError
+    from promptopt.ui import serve
 
     if not 0 < port < 65536:
         raise ConfigError(f"--port {port}: not a port number")
+    try:
+        allowed = serve.allowed_hosts(host, allow_host)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if importlib.util.find_spec("streamlit") is None:
         raise ConfigError("the web UI needs the ui extra: pip install 'promptopt[ui]'")
-    from promptopt.ui import APP
 
     env = dict(os.environ)
     if workspace is not None:
         env["PROMPTOPT_UI_WORKSPACE"] = str(workspace.resolve())
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(APP),
-        "--server.address",
-        host,
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--server.fileWatcherType",
-        "none",
-        "--browser.gatherUsageStats",
-        "false",
-        "--client.toolbarMode",
-        "minimal",
-    ]
+    command = [sys.executable, "-m", "promptopt.ui.serve", "--address", host, "--port", str(port)]
+    for name in allow_host:
+        command += ["--allow-host", name]
     err = _err()
-    if host not in {"127.0.0.1", "localhost", "::1"}:
-        err.print(f"[yellow]warning: --host {host}: the UI has no login; anyone who reaches it can spend your keys[/]")
-    err.print(f"promptopt ui on http://{host}:{port} (Ctrl-C stops it)")
+    shown = escape(host)
+    if host not in serve.LOOPBACK:
+        err.print(f"[yellow]warning: --host {shown}: the UI has no login; anyone who reaches it can spend your keys[/]")
+    if host.strip() in serve.WILDCARDS and not allow_host:
+        err.print("[yellow]note: other machines reach it only by a name given with --allow-host NAME[/]")
+    err.print(f"promptopt ui on http://{shown}:{port} (Ctrl-C stops it)")
+    err.print(f"Host names it answers: {', '.join(sorted(allowed))}")
     raise typer.Exit(_become(command, env))
 
 

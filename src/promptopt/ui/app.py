@@ -20,6 +20,7 @@ from promptopt.errors import PromptoptError
 from promptopt.llm import redact
 from promptopt.render import money, verdict_label
 from promptopt.template import dump_template, load_template, parse_template
+from promptopt.ui import paths
 from promptopt.ui import session as ui
 
 WORKSPACE_ENV = "PROMPTOPT_UI_WORKSPACE"
@@ -57,7 +58,7 @@ def error_text(exc: BaseException, s: ui.SessionState) -> str:
 
 
 def show_error(exc: BaseException) -> None:
-    st.error(error_text(exc, state()))
+    st.error(ui.md(error_text(exc, state())))
 
 
 # --- Models ------------------------------------------------------------------------------------
@@ -89,12 +90,12 @@ def page_models(s: ui.SessionState) -> None:
         for check in checks:
             label = f"{check.role}: {check.model}"
             if check.same_as:
-                st.info(f"{label}: same model as {check.same_as}")
+                st.info(ui.md(f"{label}: same model as {check.same_as}"))
             elif check.ok:
                 price = "no price" if not check.priced else f"${check.usd_per_1k_prompt or 0:.5f}/1k prompt tokens"
-                st.success(f"{label}: ok in {check.latency_s}s ({price})")
+                st.success(ui.md(f"{label}: ok in {check.latency_s}s ({price})"))
             else:
-                st.error(f"{label}: {check.error}. {check.diagnosis or ''}")
+                st.error(ui.md(f"{label}: {check.error}. {check.diagnosis or ''}"))
 
 
 # --- Template ----------------------------------------------------------------------------------
@@ -111,7 +112,7 @@ def page_template(s: ui.SessionState) -> None:
     if uploaded is not None and st.session_state.get("uploaded_id") != uploaded.file_id:
         st.session_state.uploaded_id = uploaded.file_id
         try:
-            set_template(s, parse_template(uploaded.getvalue(), uploaded.name), Path(uploaded.name))
+            set_template(s, parse_template(uploaded.getvalue(), uploaded.name), uploaded.name)
         except PromptoptError as exc:
             show_error(exc)
     if s.template is None:
@@ -136,28 +137,25 @@ def page_template(s: ui.SessionState) -> None:
     text = dump_template(edited)
     st.download_button("Download YAML", text, file_name=f"{s.template_name}.yaml", key="download_yaml")
     with st.expander("Save on the server"):
-        target = st.text_input("Path", f"{s.template_name}.yaml", key="save_path")
+        st.caption(f"Into the workspace, {ui.md(s.workspace)}: a file name, or folder/name.yaml")
+        target = st.text_input("File name in the workspace", f"{s.template_name}.yaml", key="save_path")
         overwrite = st.checkbox("Overwrite if it exists", key="save_overwrite")
         if st.button("Save", key="save_template"):
-            save_template(Path(target).expanduser(), text, overwrite)
+            save_template(s, target, text, overwrite)
 
 
-def set_template(s: ui.SessionState, template: Any, path: Path) -> None:
-    s.template, s.template_name = template, path.stem
+def set_template(s: ui.SessionState, template: Any, name: str | Path) -> None:
+    s.template, s.template_name = template, paths.plain_stem(str(name))
 
 
-def save_template(path: Path, text: str, overwrite: bool) -> None:
-    from promptopt.files import atomic_write
-
-    if path.exists() and not overwrite:
-        st.error(f"{path} exists: tick 'Overwrite' to replace it")
-        return
+def save_template(s: ui.SessionState, target: str, text: str, overwrite: bool) -> None:
+    """Save only inside the workspace; any other path is refused in one line and nothing is written."""
     try:
-        atomic_write(path, text)
-    except OSError as exc:
-        st.error(f"{path}: cannot write ({exc.strerror or exc})")
+        path = paths.save_text(s.workspace, target, text, overwrite=overwrite, suffixes=paths.TEMPLATE_SUFFIXES)
+    except PromptoptError as exc:
+        show_error(exc)
         return
-    st.success(f"saved {path}")
+    st.success(ui.md(f"saved {path}"))
 
 
 # --- Run ---------------------------------------------------------------------------------------
@@ -197,7 +195,7 @@ def run_panel(config: RunConfig) -> None:
     start_col.button("Start", key="start_run", disabled=s.running, type="primary", on_click=start_run, args=(s, config))
     stop_col.button("Stop", key="stop_run", disabled=not s.running, on_click=stop_run, args=(s,))
     if s.start_error:
-        st.error(s.start_error)
+        st.error(ui.md(s.start_error))
     run_progress(s)
 
 
@@ -215,7 +213,7 @@ def start_run(s: ui.SessionState, config: RunConfig) -> None:
         s.start_error = error_text(exc, s)
         return
     s.runs.append(ui.ActiveRun(name, config.workspace / name, handle, progress))
-    st.session_state.results_run = str(config.workspace / name)
+    st.session_state.results_run = name
 
 
 def stop_run(s: ui.SessionState) -> None:
@@ -229,18 +227,18 @@ def run_progress(s: ui.SessionState) -> None:
         return
     snap = run.progress.snapshot()
     status = run.status()
-    st.markdown(f"**{run.name}** — {status} · {snap['phase']}")
+    st.markdown(f"**{ui.md(run.name)}** — {ui.md(status)} · {ui.md(snap['phase'])}")
     done = len(snap["rounds"])
     st.progress(min(done / max(snap["last_round"], 1), 1.0), text=f"{done}/{snap['last_round']} rounds")
     cached = f" ({snap['cached']} cached)" if snap["cached"] else ""
     cost = money(snap["cost_usd"], snap["unpriced"])
-    st.caption(f"{snap['calls']} calls{cached} · {cost} · workspace {run.path}")
+    st.caption(f"{snap['calls']} calls{cached} · {ui.md(cost)} · workspace {ui.md(run.path)}")
     if snap["rounds"]:
         st.dataframe(ui.rounds_rows(snap["rounds"]), width="stretch", hide_index=True, key="live_rounds")
     if status.startswith("failed"):
-        st.error(status)
+        st.error(ui.md(status))
     elif status != "running":
-        st.success(f"Run {status}. Open the Results page for every round.")
+        st.success(f"Run {ui.md(status)}. Open the Results page for every round.")
 
 
 # --- Results -----------------------------------------------------------------------------------
@@ -250,18 +248,18 @@ def page_results(s: ui.SessionState) -> None:
     st.header("Results")
     runs = ui.list_runs(s.workspace)
     if not runs:
-        st.info(f"No runs under {s.workspace} yet.")
+        st.info(f"No runs under {ui.md(s.workspace)} yet.")
         return
-    labels = [str(p) for p in runs]
+    names = [p.name for p in runs]
     wanted = st.session_state.get("results_run")
-    index = labels.index(wanted) if wanted in labels else 0
-    chosen = st.selectbox("Run", labels, index, key="results_choice", format_func=lambda p: Path(p).name)
+    index = names.index(wanted) if wanted in names else 0
+    chosen = st.selectbox("Run", names, index, key="results_choice")
     try:
-        run = api.load_run(chosen)
+        run = load_run(s, chosen, names)
     except PromptoptError as exc:
         show_error(exc)
         return
-    st.markdown(f"**{run.name}** — {len(run.records)} rounds, best round {run.best.round}")
+    st.markdown(f"**{ui.md(run.name)}** — {len(run.records)} rounds, best round {run.best.round}")
     st.dataframe(ui.rounds_rows(run.records), width="stretch", hide_index=True, key="results_table")
     chart = ui.chart_data(run.records)
     c1, c2 = st.columns(2)
@@ -282,24 +280,31 @@ def page_results(s: ui.SessionState) -> None:
     against = f" against round {base.round}" if base else ""
     st.markdown(f"Verdict: **{verdict_label(record)}** {record.vote_marks}{against}")
     if record.error:
-        st.warning(record.error)
+        st.warning(ui.md(record.error))
     if base is not None:
         st.caption(f"Prompt change against round {base.round}")
         st.html(ui.diff_html(base.prompt, record.prompt))
     else:
         st.code(record.prompt, language=None, wrap_lines=True)
     if record.modification:
-        st.caption(f"Optimizer: {record.modification}")
+        st.caption(f"Optimizer: {ui.md(record.modification)}")
     for i, vote in enumerate(record.votes):
         with st.expander(f"Judge vote {i + 1}: {vote.winner}" + (" (swapped)" if vote.swapped else "")):
-            st.write(vote.analysis or vote.error or "(no analysis)")
+            st.markdown(ui.md(vote.analysis or vote.error or "(no analysis)"))
     st.subheader("Answers side by side")
     for i, row in enumerate(ui.answers_side_by_side(base, record), 1):
         question, *columns = row.items()
-        st.markdown(f"**Q{i}.** {question[1]}")
+        st.markdown(f"**Q{i}.** {ui.md(question[1])}")
         for col, (label, text) in zip(st.columns(len(columns)), columns, strict=True):
             col.caption(label)
             col.code(text or "(no answer)", language=None, wrap_lines=True)
+
+
+def load_run(s: ui.SessionState, name: str | None, names: list[str]) -> Any:
+    """A run picked on the page: one of the listed run folders, confined to the workspace."""
+    if name not in names:
+        raise PromptoptError(f"run '{paths.shown(str(name))}': not a run in {s.workspace}")
+    return api.load_run(paths.confine(s.workspace, name, field="run"))
 
 
 # --- Try ---------------------------------------------------------------------------------------
@@ -310,9 +315,10 @@ def page_try(s: ui.SessionState) -> None:
     runs = ui.list_runs(s.workspace)
     prompt = ""
     if runs:
-        chosen = st.selectbox("Run", [str(p) for p in runs], key="try_run", format_func=lambda p: Path(p).name)
+        names = [p.name for p in runs]
+        chosen = st.selectbox("Run", names, key="try_run")
         try:
-            run = api.load_run(chosen)
+            run = load_run(s, chosen, names)
         except PromptoptError as exc:
             show_error(exc)
             return
@@ -329,7 +335,7 @@ def page_try(s: ui.SessionState) -> None:
             show_error(exc)
             return
         if reply.error:
-            st.error(reply.error)
+            st.error(ui.md(reply.error))
         else:
             st.markdown(reply.answer)
 
@@ -348,7 +354,7 @@ def main() -> None:
     s = state()
     st.sidebar.title("promptopt")
     page = st.sidebar.radio("Page", ui.PAGES, key="page")
-    st.sidebar.caption(f"workspace: {s.workspace}")
+    st.sidebar.caption(f"workspace: {ui.md(s.workspace)}")
     PAGE_FUNCS[page](s)
 
 

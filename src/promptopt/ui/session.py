@@ -9,6 +9,7 @@ the page keeps its state and its running run; a page without that token starts a
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import secrets
@@ -199,6 +200,13 @@ class SessionState:
         return check_plain_name(f"{stem[:40]}-{stamp}-{self.session_id}")
 
 
+def md(text: object) -> str:
+    """Outside text (a path, an error, a model's words) as literal text in Streamlit's markdown:
+    every ASCII punctuation mark backslash-escaped, so `~x~`, `_x_`, `[x](url)` or `:red[x]` stay
+    what they were typed as."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", str(text))
+
+
 # --- template form -----------------------------------------------------------------------------
 
 
@@ -229,12 +237,20 @@ def template_from_form(
 
 
 def list_runs(workspace: Path) -> list[Path]:
-    """Run folders under the workspace (ours, the CLI's, SPO's), newest first."""
+    """Run folders under the workspace (ours, the CLI's, SPO's), newest first. A run folder or
+    results.json that a symlink takes outside the workspace is not listed: the page reads nothing
+    from there."""
+    found: list[tuple[float, Path]] = []
     try:
-        found = [p.parent.parent for p in workspace.glob("*/prompts/results.json")]
+        root = workspace.resolve()
+        for results in workspace.glob("*/prompts/results.json"):
+            with contextlib.suppress(OSError, RuntimeError):
+                real = results.resolve()
+                if real.is_relative_to(root) and real.is_file():
+                    found.append((real.stat().st_mtime, results.parent.parent))
     except OSError:
         return []
-    return sorted(found, key=lambda p: (p / "prompts" / "results.json").stat().st_mtime, reverse=True)
+    return [path for _, path in sorted(found, key=lambda item: item[0], reverse=True)]
 
 
 def rounds_rows(records: list[RoundRecord]) -> list[dict[str, Any]]:
