@@ -456,3 +456,26 @@ def test_terminating_promptopt_ui_stops_the_server(tmp_path: Path) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the group, pass or fail
         proc.wait()
+
+
+def test_an_api_base_typed_in_the_page_never_receives_the_servers_key(
+    app_env: Path, stub: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page visitor who points a role at their own server gets no key from the server's environment."""
+    from promptopt.testing.stub_server import StubServer
+
+    server_key = "sk-server-environment-key-123456"
+    monkeypatch.setenv("OPENAI_API_KEY", server_key)
+    with StubServer() as elsewhere:
+        at = new_session()
+        goto(at, "Models")
+        at.text_input(key="executor_api_base").set_value(elsewhere.url).run()
+        load_bundled(at, "Poem")
+        start_run(at, rounds=1)
+        assert wait_finished(at) == "completed"
+        sent = {r["authorization"] for r in elsewhere.requests}
+    assert sent and all(server_key not in (a or "") for a in sent)
+    # The server's own endpoint still gets the server's key.
+    goto(at, "Models")
+    at.text_input(key="executor_api_base").set_value(stub.url).run()
+    assert ui.PAGE_ENDPOINT_KEY not in at.session_state.promptopt.api_keys(RunConfig(executor={"api_base": stub.url}))

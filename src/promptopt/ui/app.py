@@ -83,7 +83,7 @@ def page_models(s: ui.SessionState) -> None:
     if st.button("Test connection", key="test_models"):
         with st.spinner("One tiny request per model…"):
             try:
-                checks = api.check_models(s.config(defaults()), api_keys=s.api_keys())
+                checks = api.check_models(s.config(defaults()), api_keys=s.api_keys(defaults()))
             except Exception as exc:
                 show_error(exc)
                 return
@@ -208,7 +208,7 @@ def start_run(s: ui.SessionState, config: RunConfig) -> None:
     progress = ui.RunProgress(config.max_rounds)
     try:
         assert s.template is not None
-        handle = api.start(s.template, config, events=progress, api_keys=s.api_keys())
+        handle = api.start(s.template, config, events=progress, api_keys=s.api_keys(defaults()))
     except PromptoptError as exc:
         s.start_error = error_text(exc, s)
         return
@@ -330,7 +330,7 @@ def page_try(s: ui.SessionState) -> None:
     if st.button("Answer", key="try_go"):
         try:
             with st.spinner("Asking the executor model…"):
-                reply = api.answer(prompt, question, s.config(defaults()), api_keys=s.api_keys())
+                reply = api.answer(prompt, question, s.config(defaults()), api_keys=s.api_keys(defaults()))
         except Exception as exc:
             show_error(exc)
             return

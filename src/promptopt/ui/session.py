@@ -123,6 +123,10 @@ class ActiveRun:
         return "failed: " + redact(text.splitlines()[0] if text else type(error).__name__)
 
 
+# What a page-chosen endpoint receives instead of the server's environment key.
+PAGE_ENDPOINT_KEY = "no-key-sent-to-a-page-chosen-endpoint"
+
+
 @dataclass
 class SessionState:
     """Everything one browser session owns."""
@@ -161,8 +165,16 @@ class SessionState:
         """Whether this session's latest run is still going."""
         return self.current is not None and self.current.status() == "running"
 
-    def api_keys(self) -> dict[str, str]:
-        return {role: form.api_key for role, form in self.roles.items() if form.api_key.strip()}
+    def api_keys(self, defaults: RunConfig | None = None) -> dict[str, str]:
+        """The session's keys per role. A role whose API base was typed on the page (not the one the
+        server was started with) and has no session key gets a placeholder, so the server's own
+        environment key is never sent to an endpoint a page visitor chose."""
+        keys = {role: form.api_key for role, form in self.roles.items() if form.api_key.strip()}
+        for role, form in self.roles.items():
+            own = (defaults.role(role).api_base or "") if defaults else ""
+            if role not in keys and form.api_base.strip() and form.api_base.strip() != own:
+                keys[role] = PAGE_ENDPOINT_KEY
+        return keys
 
     def config(self, defaults: RunConfig, name: str | None = None) -> RunConfig:
         """The run config: the page's models and settings over the CLI's defaults (env, config file)."""
