@@ -15,8 +15,8 @@ from promptopt.engine.metrics import extract_choice, get_metric, last_number
 from promptopt.engine.scoring import SELF_SCORE, Scorer, accuracy_of, correct_marks, vote_share
 from promptopt.engine.strategies.base import RunContext
 from promptopt.errors import TemplateError
+from promptopt.records import AnswerRecord
 from promptopt.template import Template, parse_template
-from promptopt.workspace import AnswerRecord
 from tests.conftest import FakeLLM
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from promptopt.engine.parse import extract_tag, parse_choice, parse_prompt
 from promptopt.errors import TemplateError, WorkspaceError
+from promptopt.records import RoundRecord
 from promptopt.template import QA, Template, dump_template, parse_template
-from promptopt.workspace import RoundRecord, Workspace
+from promptopt.workspace import Workspace
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Structured strategies cost more to generate than the code under test costs to run: fewer examples.

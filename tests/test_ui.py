@@ -14,10 +14,10 @@ import pytest
 
 from promptopt.config import RunConfig
 from promptopt.errors import TemplateError
+from promptopt.records import AnswerRecord, RoleUsage, RoundRecord, VoteRecord
 from promptopt.template import parse_template
 from promptopt.ui import APP
 from promptopt.ui import session as ui
-from promptopt.workspace import AnswerRecord, RoleUsage, RoundRecord, VoteRecord
 from tests.conftest import POEM, require
 
 KEY = "sk-typed-in-the-page-0123456789"

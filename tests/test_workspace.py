@@ -16,7 +16,8 @@ import pytest
 
 import promptopt.workspace as workspace_module
 from promptopt.errors import ExitCode, WorkspaceError, WorkspaceLocked
-from promptopt.workspace import AnswerRecord, RoundRecord, VoteRecord, Workspace, format_answers
+from promptopt.records import AnswerRecord, RoundRecord, VoteRecord
+from promptopt.workspace import Workspace, format_answers
 
 SPO_KEYS = ["round", "answers", "prompt", "succeed", "tokens", "time"]
 

@@ -25,8 +25,8 @@ _EXPORTS = {
     "RunResult": "promptopt.engine.results",
     "RunPlan": "promptopt.engine.results",
     "CompareResult": "promptopt.engine.compare",
-    "RoundRecord": "promptopt.workspace",
-    "AnswerRecord": "promptopt.workspace",
+    "RoundRecord": "promptopt.records",
+    "AnswerRecord": "promptopt.records",
     "PromptoptError": "promptopt.errors",
     "Interrupted": "promptopt.errors",
     "load_config": "promptopt.api",
@@ -99,8 +99,8 @@ if TYPE_CHECKING:
     from promptopt.engine.results import RunPlan, RunResult
     from promptopt.errors import Interrupted, PromptoptError
     from promptopt.events import Events, RecordingEvents
+    from promptopt.records import AnswerRecord, RoundRecord
     from promptopt.template import QA, Template, load_template
-    from promptopt.workspace import AnswerRecord, RoundRecord
 
 
 def __getattr__(name: str) -> Any:

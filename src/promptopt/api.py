@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from promptopt.engine.estimate import Estimate
     from promptopt.engine.results import RunResult
     from promptopt.llm import LLM
+    from promptopt.records import AnswerRecord, RoundRecord
     from promptopt.template import Template
-    from promptopt.workspace import AnswerRecord, RoundRecord, Workspace
+    from promptopt.workspace import Workspace
 
 T = TypeVar("T")
 EventsLike = Events | Callable[[str, object], None] | None
@@ -210,7 +211,7 @@ class Run:
         """The round a candidate was judged against (SPO's own files: the best round before it)."""
         if record.base_round is not None:
             return next((r for r in self.records if r.round == record.base_round), None)
-        from promptopt.workspace import best_round
+        from promptopt.records import best_round
 
         earlier = [r for r in self.records if r.round < record.round]
         return best_round(earlier) if earlier else None
@@ -218,7 +219,8 @@ class Run:
 
 def load_run(path: str | Path) -> Run:
     """Read WORKSPACE/NAME (ours or one MetaGPT's SPO wrote)."""
-    from promptopt.workspace import Workspace, best_round
+    from promptopt.records import best_round
+    from promptopt.workspace import Workspace
 
     ws = Workspace.from_path(path)
     if not ws.exists():

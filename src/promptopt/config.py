@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -16,7 +16,6 @@ from promptopt.errors import ConfigError
 from promptopt.workspace import check_plain_name
 
 ROLES = ("optimizer", "evaluator", "executor")
-Role = Literal["optimizer", "evaluator", "executor"]
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_TEMPERATURES = {"optimizer": 0.7, "evaluator": 0.3, "executor": 0.0}
 CONFIG_NAMES = ("promptopt.yaml", "promptopt.yml", ".promptopt.yaml")

@@ -64,11 +64,3 @@ def word_edit_distance(old: str, new: str) -> int:
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other)))
         previous = current
     return previous[-1]
-
-
-def diff_stats(old: str, new: str) -> tuple[int, int]:
-    """(words added, words removed)."""
-    chunks = word_diff(old, new)
-    added = sum(len(c.text.split()) for c in chunks if c.op == "insert")
-    removed = sum(len(c.text.split()) for c in chunks if c.op == "delete")
-    return added, removed

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from promptopt.engine.results import RunPlan, RunResult
     from promptopt.llm import Completion
-    from promptopt.workspace import RoundRecord
+    from promptopt.records import RoundRecord
 
 
 class Events:

@@ -27,7 +27,7 @@ from promptopt.errors import (
     PromptoptError,
     TooManyErrors,
 )
-from promptopt.workspace import RoleUsage
+from promptopt.records import RoleUsage
 
 Messages = list[dict[str, Any]]
 

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from promptopt.diff import word_diff
-from promptopt.workspace import RoleUsage, RoundRecord, sum_usage
+from promptopt.records import RoleUsage, RoundRecord, sum_usage
 
 if TYPE_CHECKING:
     from promptopt.engine.compare import CompareResult
@@ -337,7 +337,7 @@ def strategy_state(record: RoundRecord) -> RenderableType | None:
     return None
 
 
-def estimate_table(est: Estimate, currency_note: bool = True) -> RenderableType:
+def estimate_table(est: Estimate) -> RenderableType:
     table = Table(
         title=f"dry run: rounds {est.rounds[0]}–{est.rounds[-1]}" if est.rounds else "dry run: nothing to do",
         title_justify="left",

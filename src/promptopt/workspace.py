@@ -1,4 +1,7 @@
-"""The workspace on disk: SPO's layout, atomic writes, a lock, and tolerant reading."""
+"""The workspace on disk: SPO's layout, atomic writes, a lock, and tolerant reading.
+
+Only the disk: what a round *is* lives in `records.py`.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +12,13 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from promptopt.errors import TemplateError, WorkspaceError, WorkspaceLocked
 from promptopt.files import atomic_write
+from promptopt.records import AnswerRecord, RoundRecord, now_string
 
 if TYPE_CHECKING:
     from promptopt.template import Template
@@ -24,125 +28,12 @@ try:  # POSIX: the kernel releases the lock when the holder dies, even on kill -
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-Verdict = Literal["initial", "win", "lose", "failed", "accepted", "rejected"]
-
-
-class AnswerRecord(BaseModel):
-    model_config = ConfigDict(extra="allow", defer_build=True)
-
-    question: str = ""
-    answer: str = ""
-    error: str | None = None
-
-
-class VoteRecord(BaseModel):
-    model_config = ConfigDict(extra="allow", defer_build=True)
-
-    winner: Literal["candidate", "base", "abstain"]
-    swapped: bool = False
-    choice: str | None = None
-    analysis: str = ""
-    error: str | None = None
-
-    @property
-    def mark(self) -> str:
-        return {"candidate": "✓", "base": "✗", "abstain": "·"}[self.winner]
-
-
-class RoleUsage(BaseModel):
-    model_config = ConfigDict(extra="allow", defer_build=True)
-
-    calls: int = 0
-    cached: int = 0
-    failed: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    unpriced: bool = False
-    seconds: float = 0.0
-
-    def add(self, other: RoleUsage) -> RoleUsage:
-        return RoleUsage(
-            calls=self.calls + other.calls,
-            cached=self.cached + other.cached,
-            failed=self.failed + other.failed,
-            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-            completion_tokens=self.completion_tokens + other.completion_tokens,
-            cost_usd=self.cost_usd + other.cost_usd,
-            unpriced=self.unpriced or other.unpriced,
-            seconds=self.seconds + other.seconds,
-        )
-
-
-class RoundRecord(BaseModel):
-    """One entry of prompts/results.json: SPO's keys first, then ours (all optional)."""
-
-    model_config = ConfigDict(extra="allow", defer_build=True)
-
-    round: int
-    answers: list[AnswerRecord] = Field(default_factory=list)
-    prompt: str = ""
-    succeed: bool = False
-    tokens: int = 0
-    time: str = ""
-    base_round: int | None = None
-    verdict: Verdict | None = None
-    votes: list[VoteRecord] = Field(default_factory=list)
-    modification: str | None = None
-    analysis: str | None = None
-    error: str | None = None
-    usage: dict[str, RoleUsage] = Field(default_factory=dict)
-    cost_usd: float = 0.0
-    duration_s: float | None = None
-    models: dict[str, str] = Field(default_factory=dict)
-    strategy: str | None = None
-    score: float | None = None
-    state: dict[str, Any] = Field(default_factory=dict)
-    # The run's own seed (sampled calls are cached under it): a resume reuses it.
-    seed: int | None = None
-
-    @property
-    def wins(self) -> int:
-        return sum(v.winner == "candidate" for v in self.votes)
-
-    @property
-    def losses(self) -> int:
-        return sum(v.winner == "base" for v in self.votes)
-
-    @property
-    def vote_marks(self) -> str:
-        return "".join(v.mark for v in self.votes)
-
-    @property
-    def total_usage(self) -> RoleUsage:
-        return sum_usage(self.usage)
-
-
-def sum_usage(usage: dict[str, RoleUsage]) -> RoleUsage:
-    """All roles' usage added up."""
-    total = RoleUsage()
-    for u in usage.values():
-        total = total.add(u)
-    return total
-
 
 def check_plain_name(name: str) -> str:
     """A run name is one folder: no separators, no '..', nothing that escapes the workspace."""
     if not name or name in {".", ".."} or any(c in name for c in "/\\\0:") or name.strip() != name:
         raise ValueError(f"'{name}' must be a plain name (no path separators)")
     return name
-
-
-def best_round(records: list[RoundRecord]) -> RoundRecord:
-    """SPO's greedy chain: the newest round that won (round 1 always counts)."""
-    for record in reversed(records):
-        if record.succeed or record.round == 1:
-            return record
-    return records[0]
-
-
-def now_string() -> str:
-    return str(dt.datetime.now())
 
 
 def format_answers(answers: list[AnswerRecord]) -> str:
@@ -169,7 +60,6 @@ class Workspace:
         self.results_path = self.prompts / "results.json"
         # The template of the latest run, so `compare WORKSPACE/NAME:ROUND` knows the questions.
         self.template_path = self.root / "template.yaml"
-        self._lock_handle: Any = None
 
     @classmethod
     def from_path(cls, path: str | Path) -> Workspace:
@@ -254,13 +144,6 @@ class Workspace:
             target = self.prompts / f"results.{tag}-{stamp}-{n}.json"
         atomic_write(target, self.results_path.read_text(encoding="utf-8"))
         return target
-
-    def read_prompt(self, number: int) -> str | None:
-        path = self.round_dir(number) / "prompt.txt"
-        try:
-            return path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return None
 
     def read_template(self) -> Template | None:
         """The template the latest run used; None when there is none (an SPO workspace) or it is unreadable."""

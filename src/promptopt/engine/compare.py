@@ -8,7 +8,7 @@ from promptopt.engine.concurrency import gather_ordered
 from promptopt.engine.execute import execute
 from promptopt.engine.judge import judge
 from promptopt.llm import LLM
-from promptopt.workspace import AnswerRecord, VoteRecord
+from promptopt.records import AnswerRecord, VoteRecord
 
 
 @dataclass

@@ -16,8 +16,8 @@ from promptopt.engine.strategies.base import format_qa_block, get_strategy
 from promptopt.engine.strategies.spo import count_rule
 from promptopt.llm import estimate_tokens, messages_tokens
 from promptopt.prompts import render
+from promptopt.records import AnswerRecord, RoundRecord
 from promptopt.template import Template
-from promptopt.workspace import AnswerRecord, RoundRecord
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from promptopt.engine.concurrency import gather_ordered
 from promptopt.errors import LLMError
 from promptopt.llm import LLM
-from promptopt.workspace import AnswerRecord
+from promptopt.records import AnswerRecord
 
 
 def executor_messages(prompt: str, question: str) -> list[dict[str, str]]:

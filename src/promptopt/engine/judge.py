@@ -9,7 +9,7 @@ from promptopt.engine.concurrency import gather_ordered
 from promptopt.engine.parse import extract_tag, parse_choice
 from promptopt.errors import LLMError
 from promptopt.llm import LLM
-from promptopt.workspace import AnswerRecord, VoteRecord
+from promptopt.records import AnswerRecord, VoteRecord
 
 FAILED = "(no answer: the model call failed)"
 

@@ -14,8 +14,9 @@ from promptopt.engine.strategies.base import RunContext, Strategy, get_strategy
 from promptopt.errors import BudgetExceeded, ConfigError, DeadlineExceeded, LLMError, WorkspaceError
 from promptopt.events import Events
 from promptopt.llm import LLM
+from promptopt.records import RoleUsage, RoundRecord, now_string
 from promptopt.template import Template, template_changes
-from promptopt.workspace import RoleUsage, RoundRecord, Workspace, now_string
+from promptopt.workspace import Workspace
 
 __all__ = ["RunPlan", "RunResult", "check_strategy", "resume_point", "run_optimization"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from promptopt.workspace import RoleUsage, RoundRecord
+from promptopt.records import RoleUsage, RoundRecord
 
 
 @dataclass

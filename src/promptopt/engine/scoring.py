@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from promptopt.engine.judge import Verdict, judge
 from promptopt.engine.metrics import Metric, get_metric
-from promptopt.workspace import AnswerRecord, VoteRecord
+from promptopt.records import AnswerRecord, VoteRecord
 
 if TYPE_CHECKING:
     from promptopt.engine.strategies.base import RunContext

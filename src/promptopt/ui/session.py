@@ -28,8 +28,9 @@ from promptopt.diff import word_diff
 from promptopt.errors import ConfigError, Interrupted, PromptoptError, TemplateError
 from promptopt.events import Events
 from promptopt.llm import redact
+from promptopt.records import RoundRecord, best_round
 from promptopt.template import QA, Template, format_validation_error
-from promptopt.workspace import RoundRecord, best_round, check_plain_name
+from promptopt.workspace import check_plain_name
 
 PAGES = ("Models", "Template", "Run", "Results", "Try")
 

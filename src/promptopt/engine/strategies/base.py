@@ -15,8 +15,8 @@ from promptopt.engine.parse import extract_tag, parse_prompt
 from promptopt.errors import ConfigError, LLMError
 from promptopt.events import Events
 from promptopt.llm import LLM
+from promptopt.records import AnswerRecord, RoundRecord, best_round
 from promptopt.template import Template
-from promptopt.workspace import AnswerRecord, RoundRecord, best_round
 
 
 @dataclass

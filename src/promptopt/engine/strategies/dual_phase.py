@@ -34,7 +34,7 @@ from promptopt.engine.strategies.base import (
     register,
     require_answers,
 )
-from promptopt.workspace import AnswerRecord, RoundRecord
+from promptopt.records import AnswerRecord, RoundRecord
 
 INITIAL_WEIGHT = 1.0
 STRUCTURED = "structured prompt: task type, description, output format, reasoning steps, tips"

@@ -34,7 +34,7 @@ from promptopt.engine.strategies.base import (
 )
 from promptopt.engine.strategies.spo import count_rule
 from promptopt.errors import ConfigError
-from promptopt.workspace import AnswerRecord, RoundRecord
+from promptopt.records import AnswerRecord, RoundRecord
 
 Mode = Literal["recency", "relevance", "importance"]
 RETRIEVAL_MODES: tuple[Mode, ...] = ("recency", "relevance", "importance")

@@ -10,7 +10,7 @@ from promptopt import prompts
 from promptopt.engine.execute import execute
 from promptopt.engine.scoring import Scorer
 from promptopt.engine.strategies.base import RunContext, Strategy, format_qa_block, register
-from promptopt.workspace import RoundRecord
+from promptopt.records import RoundRecord
 
 
 def count_rule(count: int | None) -> str:
