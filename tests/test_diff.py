@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from promptopt.diff import Chunk, word_diff, word_edit_distance
 
@@ -48,6 +50,14 @@ def test_word_edit_distance(old: str, new: str, distance: int) -> None:
     assert word_edit_distance(old, new) == distance
 
 
+_texts = st.lists(
+    st.one_of(st.sampled_from(["a", "b", "word", "Word.", "\n", " ", "  ", "\t", "é", "\u3000"]), st.text(max_size=5)),
+    max_size=30,
+).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(old=_texts, new=_texts)
 def test_chunks_rebuild_both_texts(old: str, new: str) -> None:
     chunks = word_diff(old, new)
 

@@ -112,8 +112,8 @@ def test_save_round_writes_spo_layout(ws: Workspace) -> None:
     assert isinstance(data, list) and len(data) == 1
     assert list(data[0])[:6] == SPO_KEYS
     assert data[0]["answers"] == [{"question": "the sea", "answer": "waves"}, {"question": "rain", "answer": "drops"}]
-    assert ws.read_prompt(1) == "Write a poem.\nUse rhyme."
-    assert ws.read_prompt(2) is None
+    assert (ws.round_dir(1) / "prompt.txt").read_text(encoding="utf-8") == "Write a poem.\nUse rhyme."
+    assert not (ws.round_dir(2) / "prompt.txt").exists()
 
 
 def test_our_extra_fields_survive_a_reload(ws: Workspace) -> None:
@@ -139,7 +139,7 @@ def test_save_round_replaces_a_rerun_round_and_keeps_order(ws: Workspace) -> Non
 
     assert [(r.round, r.prompt) for r in records] == [(1, "first"), (2, "second, again")]
     assert [(r.round, r.prompt) for r in ws.load()] == [(1, "first"), (2, "second, again")]
-    assert ws.read_prompt(2) == "second, again"
+    assert (ws.round_dir(2) / "prompt.txt").read_text(encoding="utf-8") == "second, again"
 
 
 def test_empty_or_missing_results_mean_no_rounds(ws: Workspace) -> None:
