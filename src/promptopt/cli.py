@@ -43,9 +43,10 @@ def fail(error: PromptoptError | str, code: int = ExitCode.USAGE) -> NoReturn:
         if os.environ.get("PROMPTOPT_DEBUG"):
             raise error
         code = error.exit_code
-    from promptopt.llm import redact
+    from promptopt.safe import clean
+    from promptopt.secrets import redact
 
-    for line in redact(str(error)).splitlines() or ["error"]:
+    for line in clean(redact(str(error))).splitlines() or ["error"]:
         print(f"promptopt: error: {line}", file=sys.stderr)
     raise typer.Exit(code)
 
@@ -125,7 +126,7 @@ def _demo_note(console: Console, config: Any, quiet: bool) -> None:
     from promptopt.local import DEMO_NOTE, uses_local
 
     if not quiet and uses_local([config.role(r).model for r in ROLES]):
-        console.print(f"[yellow]note: {DEMO_NOTE}[/yellow]")
+        console.print(f"note: {DEMO_NOTE}", style="yellow", markup=False)
 
 
 @app.command()
@@ -220,10 +221,12 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
             result = run_async(lambda: optimize_async(template, config, events=events))
     except Interrupted as exc:
         if not quiet:
-            err.print(f"[yellow]{exc}[/yellow]")
+            err.print(str(exc), style="yellow", markup=False, highlight=False)
         raise typer.Exit(exc.exit_code) from None
     if json_out:
-        print(json.dumps(run_json(result), ensure_ascii=False, indent=2))
+        from promptopt.safe import json_dumps
+
+        print(json_dumps(run_json(result), indent=2))
     else:
         _out().print(run_summary(result))
     if result.stopped == "budget":
@@ -274,22 +277,24 @@ def show(
 def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) -> None:
     from promptopt.api import load_run
     from promptopt.render import round_detail, round_json, rounds_table
+    from promptopt.safe import clean, json_dumps, safe_text
 
     run = load_run(path)
     best = run.best
-    if best_only:
-        sys.stdout.write(best.prompt if best.prompt.endswith("\n") else best.prompt + "\n")
+    if best_only:  # exact text for a pipe; no terminal control on a terminal
+        text = best.prompt if best.prompt.endswith("\n") else best.prompt + "\n"
+        sys.stdout.write(clean(text) if sys.stdout.isatty() else text)
         return
     if round_number is not None:
         record = run.round(round_number)
         if json_out:
-            print(json.dumps(record.model_dump(mode="json"), ensure_ascii=False, indent=2))
+            print(json_dumps(record.model_dump(mode="json"), indent=2))
             return
         _out().print(round_detail(record, run.base_of(record)))
         return
     if json_out:
         print(
-            json.dumps(
+            json_dumps(
                 {
                     "name": run.name,
                     "workspace": str(run.path),
@@ -297,13 +302,14 @@ def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) 
                     "best_prompt": best.prompt,
                     "rounds": [round_json(r) for r in run.records],
                 },
-                ensure_ascii=False,
                 indent=2,
             )
         )
         return
     out = _out()
-    out.print(f"[bold]{run.name}[/bold] — {len(run.records)} rounds, best round {best.round}")
+    header = safe_text(run.name, "bold")
+    header.append(f" — {len(run.records)} rounds, best round {best.round}")
+    out.print(header)
     out.print(rounds_table(run.records, best.round))
 
 
@@ -374,7 +380,9 @@ def _compare(
         )
     )
     if json_out:
-        print(json.dumps(_compare_json(result), ensure_ascii=False, indent=2))
+        from promptopt.safe import json_dumps
+
+        print(json_dumps(_compare_json(result), indent=2))
     else:
         _out().print(compare_table(result))
     if fail_if_worse and not result.b_better:
@@ -440,7 +448,9 @@ def _doctor(flags: dict[str, Any], json_out: bool) -> None:
     config = _build_config(flags)
     checks = run_async(lambda: check_models_async(config))
     if json_out:
-        print(json.dumps(checks_json(checks), ensure_ascii=False, indent=2))
+        from promptopt.safe import json_dumps
+
+        print(json_dumps(checks_json(checks), indent=2))
     else:
         _out().print(render_checks(checks))
     if not all(c.ok for c in checks):
@@ -497,8 +507,12 @@ def _ui(host: str, port: int, workspace: Path | None) -> None:
     ]
     err = _err()
     if host not in {"127.0.0.1", "localhost", "::1"}:
-        err.print(f"[yellow]warning: --host {host}: the UI has no login; anyone who reaches it can spend your keys[/]")
-    err.print(f"promptopt ui on http://{host}:{port} (Ctrl-C stops it)")
+        err.print(
+            f"warning: --host {host}: the UI has no login; anyone who reaches it can spend your keys",
+            style="yellow",
+            markup=False,
+        )
+    err.print(f"promptopt ui on http://{host}:{port} (Ctrl-C stops it)", markup=False)
     raise typer.Exit(_become(command, env))
 
 
@@ -556,11 +570,15 @@ def _init(name: str | None, from_: str | None, list_: bool, force: bool) -> None
     from promptopt.files import atomic_write
 
     if list_:
+        from promptopt.safe import safe_text
+
         out = _out()
         for stem, path in bundled_templates().items():
             data = yaml.safe_load(path.read_text(encoding="utf-8"))  # bundled: validated by our tests
             first = " ".join(str(data.get("requirements") or "").split())[:70]
-            out.print(f"[bold]{stem:<12}[/bold] {len(data.get('qa') or [])} questions  {first}")
+            line = safe_text(f"{stem:<12}", "bold")
+            line.append(safe_text(f" {len(data.get('qa') or [])} questions  {first}"))
+            out.print(line)
         return
     if name is None:
         name = Path(from_).stem if from_ else "template"
@@ -602,12 +620,16 @@ def cache_stats(json_out: JsonOut = False) -> None:
         if json_out:
             print(json.dumps(vars(stats), indent=2))
             return
+        from promptopt.safe import safe_text
+
         _out().print(
-            f"{stats.path}\n{stats.entries} responses, {stats.bytes / 1e6:.1f} MB, "
-            f"${stats.saved_usd:.4f} of calls replayable for free"
+            safe_text(
+                f"{stats.path}\n{stats.entries} responses, {stats.bytes / 1e6:.1f} MB, "
+                f"${stats.saved_usd:.4f} of calls replayable for free"
+            )
         )
         for model, n in sorted(stats.models.items()):
-            _out().print(f"  {model}: {n}")
+            _out().print(safe_text(f"  {model}: {n}"))
 
     guarded(go)
 

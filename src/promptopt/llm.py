@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from promptopt.errors import (
     LLMTransient,
     PromptoptError,
 )
+from promptopt.secrets import configured_secrets, redact, redact_secrets
 from promptopt.workspace import RoleUsage
 
 Messages = list[dict[str, Any]]
@@ -131,20 +131,6 @@ class Budget:
     def settle(self, estimate_usd: float, actual_usd: float) -> None:
         self.reserved = max(0.0, self.reserved - estimate_usd)
         self.spent += actual_usd
-
-
-_KEYISH = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+|key-[A-Za-z0-9]{16,})")
-
-
-def redact(text: str, secrets: Collection[str] = ()) -> str:
-    """Remove anything that looks like a credential, the values of *_KEY/_TOKEN variables, and `secrets`."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    for name, value in os.environ.items():
-        if value and len(value) >= 8 and re.search(r"(KEY|TOKEN|SECRET|PASSWORD)", name):
-            text = text.replace(value, "[redacted]")
-    return _KEYISH.sub("[redacted]", text)
 
 
 def _import_litellm() -> Any:
@@ -395,7 +381,8 @@ class LiteLLMClient:
                     ),
                     timeout=self.config.timeout + 5,
                 )
-                text = _content(response)
+                # A reply quoting a configured key must not reach the cache, results.json or a screen.
+                text = redact_secrets(_content(response), configured_secrets(extra=self._api_keys.values()))
             except asyncio.CancelledError:
                 raise
             except LLMError as exc:

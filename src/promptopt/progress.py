@@ -10,6 +10,7 @@ from rich.text import Text
 
 from promptopt.events import Events
 from promptopt.render import money, round_line
+from promptopt.safe import safe_text
 
 
 class CliEvents(Events):
@@ -52,24 +53,29 @@ class CliEvents(Events):
     def run_started(self, plan: Any) -> None:
         self.last_round = plan.last_round
         if plan.template_changes:  # a warning, not progress: printed even with --quiet
-            self.console.print(f"[yellow]warning: {template_change_warning(plan)}[/yellow]", soft_wrap=True)
+            self.console.print(safe_text(f"warning: {template_change_warning(plan)}", "yellow"), soft_wrap=True)
         if self.quiet:
             return
         if plan.archived:
-            self.console.print(f"[dim]kept a copy of the previous results in {plan.archived}[/dim]")
+            self.console.print(safe_text(f"kept a copy of the previous results in {plan.archived}", "dim"))
         if plan.first_round > plan.last_round:
             self.console.print(
-                f"{plan.name}: nothing to do, rounds up to {plan.last_round} are complete "
-                f"(raise --max-rounds to continue)"
+                safe_text(
+                    f"{plan.name}: nothing to do, rounds up to {plan.last_round} are complete "
+                    f"(raise --max-rounds to continue)"
+                )
             )
         elif plan.resumed:
-            self.console.print(f"{plan.name}: resuming at round {plan.first_round} of {plan.last_round}")
+            self.console.print(safe_text(f"{plan.name}: resuming at round {plan.first_round} of {plan.last_round}"))
         else:
             models = plan.models
             same = len(set(models.values())) == 1
             who = models["executor"] if same else ", ".join(f"{k} {v}" for k, v in models.items())
             self.console.print(
-                f"{plan.name}: {plan.strategy} on {plan.questions} questions, {plan.last_round} rounds, {who}"
+                safe_text(
+                    f"{plan.name}: {plan.strategy} on {plural(plan.questions, 'question')}, "
+                    f"{plural(plan.last_round, 'round')}, {who}"
+                )
             )
 
     def phase(self, round_number: int, phase: str) -> None:
@@ -88,6 +94,11 @@ class CliEvents(Events):
     def round_done(self, record: Any) -> None:
         if not self.quiet:
             self.console.print(round_line(record, self.last_round))
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 question', '3 questions'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def template_change_warning(plan: Any) -> str:

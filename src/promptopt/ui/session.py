@@ -26,7 +26,7 @@ from promptopt.config import ROLES, RunConfig
 from promptopt.diff import word_diff
 from promptopt.errors import ConfigError, Interrupted, PromptoptError, TemplateError
 from promptopt.events import Events
-from promptopt.llm import redact
+from promptopt.secrets import redact
 from promptopt.template import QA, Template, format_validation_error
 from promptopt.workspace import RoundRecord, best_round, check_plain_name
 
