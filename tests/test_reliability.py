@@ -194,7 +194,7 @@ def test_budget_usd_stops_before_exceeding(here: Path) -> None:
     [
         (["-t", "nope"], "template nope: no such file"),
         (["-t", "Poem", "-r", "-1"], "max_rounds|max-rounds"),
-        (["-t", "Poem", "--opt-temp", "5"], "temperature"),
+        (["-t", "Poem", "--opt-temp", "5"], "--opt-temp must be at most 2"),
         (["-t", "Poem", "--strategy", "magic"], "--strategy magic: unknown"),
         (["-t", "Poem", "--name", "../escape"], "plain name"),
         (["-t", "Poem", "--votes", "0"], "votes"),

@@ -39,14 +39,21 @@ def _err() -> Console:
 
 def fail(error: PromptoptError | str, code: int = ExitCode.USAGE) -> NoReturn:
     """One line per problem on stderr, then the error's exit code; PROMPTOPT_DEBUG=1 re-raises."""
-    if isinstance(error, PromptoptError):
-        if os.environ.get("PROMPTOPT_DEBUG"):
-            raise error
-        code = error.exit_code
     from promptopt.safe import clean
     from promptopt.secrets import redact
 
-    for line in clean(redact(str(error))).splitlines() or ["error"]:
+    lines = clean(redact(str(error))).splitlines() or ["error"]
+    if isinstance(error, PromptoptError):
+        from promptopt.config import env_flag
+
+        try:
+            debug = env_flag(os.environ, "PROMPTOPT_DEBUG")
+        except PromptoptError as bad:
+            debug, lines = False, [*lines, clean(str(bad))]
+        if debug:
+            raise error
+        code = error.exit_code
+    for line in lines:
         print(f"promptopt: error: {line}", file=sys.stderr)
     raise typer.Exit(code)
 
@@ -116,9 +123,14 @@ def _flags(**values: Any) -> dict[str, Any]:
 
 
 def _build_config(flags: dict[str, Any]) -> Any:
+    """The run config; warns (even with --quiet) when a config file here sends calls elsewhere."""
     from promptopt.api import load_config
+    from promptopt.config import endpoint_warnings
 
-    return load_config(**flags)
+    config = load_config(**flags)
+    for warning in endpoint_warnings(config):
+        _err().print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
+    return config
 
 
 def _demo_note(console: Console, config: Any, quiet: bool) -> None:
@@ -224,9 +236,10 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
             err.print(str(exc), style="yellow", markup=False, highlight=False)
         raise typer.Exit(exc.exit_code) from None
     if json_out:
+        from promptopt.config import config_files
         from promptopt.safe import json_dumps
 
-        print(json_dumps(run_json(result), indent=2))
+        print(json_dumps({**run_json(result), "config_files": [str(p) for p in config_files()]}, indent=2))
     else:
         _out().print(run_summary(result))
     if result.stopped == "budget":
@@ -255,9 +268,10 @@ def _dry_run(template: Any, config: Any, json_out: bool) -> None:
 
 
 def _cli_events(console: Console, quiet: bool, config: Any) -> Any:
+    from promptopt.config import config_files
     from promptopt.progress import CliEvents
 
-    return CliEvents(console, quiet=quiet, last_round=config.max_rounds)
+    return CliEvents(console, quiet=quiet, last_round=config.max_rounds, config_files=config_files())
 
 
 # --- show -----------------------------------------------------------------------------------
@@ -563,18 +577,17 @@ qa:
 
 
 def _init(name: str | None, from_: str | None, list_: bool, force: bool) -> None:
-    import yaml
-
     from promptopt.bundled import bundled_dir, bundled_templates, resolve_template
     from promptopt.errors import ConfigError
     from promptopt.files import atomic_write
+    from promptopt.yamlfile import load as load_yaml
 
     if list_:
         from promptopt.safe import safe_text
 
         out = _out()
         for stem, path in bundled_templates().items():
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))  # bundled: validated by our tests
+            data = load_yaml(path.read_text(encoding="utf-8"))  # bundled: validated by our tests
             first = " ".join(str(data.get("requirements") or "").split())[:70]
             line = safe_text(f"{stem:<12}", "bold")
             line.append(safe_text(f" {len(data.get('qa') or [])} questions  {first}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -16,10 +17,17 @@ from promptopt.safe import safe_text
 class CliEvents(Events):
     """A one-line live status (round, phase, calls, cost) and one printed line per round."""
 
-    def __init__(self, console: Console, quiet: bool = False, last_round: int | None = None) -> None:
+    def __init__(
+        self,
+        console: Console,
+        quiet: bool = False,
+        last_round: int | None = None,
+        config_files: list[Path] | None = None,
+    ) -> None:
         self.console = console
         self.quiet = quiet
         self.last_round = last_round
+        self.config_files = config_files or []
         self.round = 0
         self.phase_name = "starting"
         self.calls = 0
@@ -77,6 +85,8 @@ class CliEvents(Events):
                     f"{plural(plan.last_round, 'round')}, {who}"
                 )
             )
+        if self.config_files:
+            self.console.print(safe_text(f"config: {', '.join(str(p) for p in self.config_files)}", "dim"))
 
     def phase(self, round_number: int, phase: str) -> None:
         self.round, self.phase_name = round_number, phase

@@ -11,6 +11,7 @@ import yaml
 from promptopt.errors import TemplateError, WorkspaceError
 from promptopt.template import Template, load_template
 from promptopt.workspace import Workspace
+from promptopt.yamlfile import load as load_yaml
 
 
 def resolve_prompt(spec: str) -> tuple[str, Template | None]:
@@ -71,7 +72,7 @@ def load_questions(path: Path) -> tuple[list[str], list[str | None]]:
                     raise TemplateError(f"{source}: line {n}: invalid JSON ({exc.msg})") from None
     else:
         try:
-            data = yaml.safe_load(text)  # JSON is YAML
+            data = load_yaml(text)  # JSON is YAML
         except yaml.YAMLError as exc:
             raise TemplateError(f"{source}: invalid YAML/JSON: {getattr(exc, 'problem', exc)}") from None
         if isinstance(data, dict):

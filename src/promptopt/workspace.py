@@ -126,7 +126,10 @@ def sum_usage(usage: dict[str, RoleUsage]) -> RoleUsage:
 
 def check_plain_name(name: str) -> str:
     """A run name is one folder: no separators, no '..', nothing that escapes the workspace."""
-    if not name or name in {".", ".."} or any(c in name for c in "/\\\0:") or name.strip() != name:
+    if not name.isprintable():  # control characters would reach terminals and file names
+        shown = name.encode("unicode_escape").decode("ascii")
+        raise ValueError(f"'{shown}' must be a plain name (no control or invisible characters)")
+    if not name or name in {".", ".."} or any(c in name for c in "/\\:") or name.strip() != name:
         raise ValueError(f"'{name}' must be a plain name (no path separators)")
     return name
 
