@@ -279,3 +279,16 @@ def test_local_model_runs_one_call_at_a_time_unless_told_otherwise(monkeypatch: 
     monkeypatch.setenv("PROMPTOPT_CONCURRENCY", "4")
     assert _build_config({"model": "local"}).concurrency == 4
     assert _build_config({"model": "openai/x"}).concurrency == 4
+
+
+@pytest.mark.parametrize(("value", "raises"), [("1", True), ("0", False), ("false", False), ("maybe", False)])
+def test_promptopt_debug_is_a_boolean(here: Path, value: str, raises: bool) -> None:
+    result = runner.invoke(app, ["show", "nowhere/x"], env={**ENV, "PROMPTOPT_DEBUG": value})
+    if raises:
+        assert result.exception is not None and result.exit_code == 1
+        return
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    assert all(line.startswith("promptopt: error: ") for line in lines), result.output
+    if value == "maybe":
+        assert "PROMPTOPT_DEBUG='maybe'" in result.output

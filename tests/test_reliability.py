@@ -198,6 +198,10 @@ def test_budget_usd_stops_before_exceeding(here: Path) -> None:
         (["-t", "Poem", "--strategy", "magic"], "--strategy magic: unknown"),
         (["-t", "Poem", "--name", "../escape"], "plain name"),
         (["-t", "Poem", "--votes", "0"], "votes"),
+        (["-t", "Poem", "-r", "0"], "^promptopt: error: --max-rounds must be at least 1$"),
+        (["-t", "Poem", "--timeout", "inf"], "--timeout must be a finite number"),
+        (["-t", "Poem", "--budget-usd", "nan"], "--budget-usd must be a finite number"),
+        (["-t", "Poem", "--name", "a\x1b[2Jb"], "control"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(here: Path, args: list[str], needle: str) -> None:
@@ -205,7 +209,8 @@ def test_bad_flags_exit_2_with_one_line(here: Path, args: list[str], needle: str
 
     result = invoke("optimize", *args, "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1")
     assert result.exit_code == 2, result.output
-    assert re.search(needle, result.output), result.output
+    assert re.search(needle, result.output, re.MULTILINE), result.output
+    assert "\x1b" not in result.output
     assert "Traceback" not in result.output
     assert not (here / "escape").exists()
 
