@@ -63,6 +63,22 @@ def _provider(litellm: Any, role: RoleConfig) -> str | None:
         return None
 
 
+def endpoint_used(litellm: Any, role: RoleConfig) -> str | None:
+    """The base URL a role's calls go to: its api_base, else the provider's *_API_BASE variable as litellm
+    reads it (OPENAI_BASE_URL first for OpenAI), else the provider's fixed endpoint; None for the default."""
+    if role.api_base:
+        return role.api_base
+    try:
+        _, provider, _, fixed = litellm.get_llm_provider(model=role.model)
+    except Exception:
+        return None
+    names = (["OPENAI_BASE_URL"] if provider == "openai" else []) + [f"{str(provider).upper()}_API_BASE"]
+    for name in names:
+        if os.environ.get(name):
+            return os.environ[name]
+    return str(fixed) if fixed else None
+
+
 def _endpoint(api_base: str) -> tuple[str, int] | None:
     parts = urlsplit(api_base if "://" in api_base else f"http://{api_base}")
     if not parts.hostname:
@@ -205,7 +221,7 @@ async def _check(
     litellm: Any, config: RunConfig, names: list[str], role: RoleConfig, timeout: float, api_keys: Mapping[str, str]
 ) -> RoleCheck:
     provider = _provider(litellm, role)
-    check = RoleCheck(role=names[0], model=role.model, provider=provider, api_base=role.api_base)
+    check = RoleCheck(role=names[0], model=role.model, provider=provider, api_base=endpoint_used(litellm, role))
     check.usd_per_1k_prompt, check.usd_per_1k_completion = _price_per_1k(litellm, role.model)
     check.priced = check.usd_per_1k_prompt is not None
     key = api_keys.get(names[0])
