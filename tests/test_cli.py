@@ -292,3 +292,14 @@ def test_promptopt_debug_is_a_boolean(here: Path, value: str, raises: bool) -> N
     assert all(line.startswith("promptopt: error: ") for line in lines), result.output
     if value == "maybe":
         assert "PROMPTOPT_DEBUG='maybe'" in result.output
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["optimize"], ["show"], ["compare"], ["doctor"], ["init"], ["ui"], ["cache", "stats"]]
+)
+def test_help_has_no_stray_backslashes(command: list[str]) -> None:
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    assert "\\" not in result.output, result.output
+    if command == ["compare"]:
+        assert "[required]" in result.output and "[default: 2]" in " ".join(result.output.split())

@@ -668,6 +668,18 @@ def _root(
     """Optimize LLM prompts without labels."""
 
 
+class _PlainHelp(typer.core.TyperCommand):
+    """typer escapes '[' for rich even when rich help is off, so help read '\\[required]'; undo that."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        super().format_help(ctx, formatter)
+        formatter.buffer[:] = [part.replace("\\[", "[") for part in formatter.buffer]
+
+
+for _info in (*app.registered_commands, *cache_app.registered_commands):
+    _info.cls = _PlainHelp
+
+
 def main() -> None:
     try:
         app()
