@@ -303,3 +303,51 @@ def test_help_has_no_stray_backslashes(command: list[str]) -> None:
     assert "\\" not in result.output, result.output
     if command == ["compare"]:
         assert "[required]" in result.output and "[default: 2]" in " ".join(result.output.split())
+
+
+def test_show_a_bare_name_looks_in_the_default_workspace(here: Path, stub: Any) -> None:
+    assert invoke("optimize", "-t", "Poem", "-r", "1", "-n", "mine", *model_flags(stub)).exit_code == 0
+    shown = invoke("show", "mine")
+    assert shown.exit_code == 0, shown.output
+    assert "mine — 1 round, best round 1" in shown.output
+    assert invoke("show", "mine", "--best").stdout == (here / "workspace/mine/prompts/round_1/prompt.txt").read_text()
+    missing = invoke("show", "theirs")
+    assert missing.exit_code == 2 and "no run named theirs in workspace/" in missing.output
+
+
+def test_compare_forms_are_unambiguous_and_a_typo_costs_nothing(here: Path, stub: Any) -> None:
+    assert invoke("optimize", "-t", "Poem", "-r", "1", *model_flags(stub)).exit_code == 0
+    paid = stub.count()
+    (here / "best.txt").write_text("Write a vivid poem.")
+    typo = invoke("compare", "workspace/Poem:1", "bset.txt", *model_flags(stub))
+    assert typo.exit_code == 2 and "text:bset.txt" in typo.output
+    assert stub.count() == paid
+    ratio = invoke(
+        "compare",
+        "Describe a screen with aspect ratio 16:9",
+        "file:best.txt",
+        "-t",
+        "Poem",
+        "--json",
+        *model_flags(stub),
+    )
+    assert ratio.exit_code == 0, ratio.output
+    literal = invoke("compare", "Poem:1", "text:best.txt", "--json", *model_flags(stub))
+    assert literal.exit_code == 0, literal.output
+    bodies = [json.dumps(r["body"]) for r in stub.requests if r["role"] == "executor"]
+    assert any("aspect ratio 16:9" in b for b in bodies) and any("Write a vivid poem." in b for b in bodies)
+    assert any("best.txt" in b for b in bodies)
+
+
+def test_blank_questions_file_entries_are_refused(here: Path, stub: Any) -> None:
+    (here / "qs.yaml").write_text("- one?\n- '  '\n")
+    result = invoke("compare", "A", "B", "--questions", "qs.yaml", *model_flags(stub))
+    assert result.exit_code == 2 and "qs.yaml: item 1: the question is empty" in result.output
+    assert stub.count() == 0
+
+
+def test_run_header_counts_in_words(here: Path, stub: Any) -> None:
+    (here / "One.yaml").write_text("prompt: p\nqa:\n  - question: q\n")
+    result = invoke("optimize", "-t", "One.yaml", "-r", "1", *model_flags(stub))
+    assert result.exit_code == 0, result.output
+    assert "One: spo on 1 question, 1 round, openai/stub" in result.stderr

@@ -290,7 +290,7 @@ def show(
 
 def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) -> None:
     from promptopt.api import load_run
-    from promptopt.render import round_detail, round_json, rounds_table
+    from promptopt.render import plural, round_detail, round_json, rounds_table
     from promptopt.safe import clean, json_dumps, safe_text
 
     run = load_run(path)
@@ -322,7 +322,7 @@ def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) 
         return
     out = _out()
     header = safe_text(run.name, "bold")
-    header.append(f" — {len(run.records)} rounds, best round {best.round}")
+    header.append(f" — {plural(len(run.records), 'round')}, best round {best.round}")
     out.print(header)
     out.print(rounds_table(run.records, best.round))
 

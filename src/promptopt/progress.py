@@ -10,7 +10,7 @@ from rich.status import Status
 from rich.text import Text
 
 from promptopt.events import Events
-from promptopt.render import money, round_line
+from promptopt.render import money, plural, round_line
 from promptopt.safe import safe_text
 
 
@@ -104,11 +104,6 @@ class CliEvents(Events):
     def round_done(self, record: Any) -> None:
         if not self.quiet:
             self.console.print(round_line(record, self.last_round))
-
-
-def plural(count: int, noun: str) -> str:
-    """'1 question', '3 questions'."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def template_change_warning(plan: Any) -> str:

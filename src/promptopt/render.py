@@ -36,6 +36,11 @@ def money(value: float, unpriced: bool = False) -> str:
     return text + ("*" if unpriced else "")
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 question', '3 questions'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def diff_text(old: str, new: str) -> Text:
     """Word diff with git's plain markers ([-removed-] {+added+}), coloured on a terminal."""
     text = Text()
