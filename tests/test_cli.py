@@ -351,3 +351,15 @@ def test_run_header_counts_in_words(here: Path, stub: Any) -> None:
     result = invoke("optimize", "-t", "One.yaml", "-r", "1", *model_flags(stub))
     assert result.exit_code == 0, result.output
     assert "One: spo on 1 question, 1 round, openai/stub" in result.stderr
+
+
+def test_a_duplicated_round_is_reported_and_archived(here: Path, stub: Any) -> None:
+    assert invoke("optimize", "-t", "Poem", "-r", "2", *model_flags(stub)).exit_code == 0
+    results = here / "workspace/Poem/prompts/results.json"
+    entries = json.loads(results.read_text())
+    results.write_text(json.dumps([entries[0], entries[0], entries[1]]))
+    again = invoke("optimize", "-t", "Poem", "-r", "2", "-q", *model_flags(stub))
+    assert again.exit_code == 0, again.output
+    warning = " ".join(again.stderr.split())
+    assert "warning: Poem: results.json held round 1 more than once" in warning
+    assert "results.with-duplicate-rounds-" in warning

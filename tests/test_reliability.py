@@ -141,6 +141,9 @@ def test_missing_api_key_is_named_before_any_call(here: Path, monkeypatch: pytes
     result = invoke("optimize", "-t", "Poem", "--model", "gpt-4o-mini", "-r", "2")
     assert result.exit_code == 2
     assert "OPENAI_API_KEY" in result.output and "Traceback" not in result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("promptopt: error:")]
+    assert line.count("OPENAI_API_KEY") == 1, line
+    assert line.endswith("no API key: set OPENAI_API_KEY in the environment, or pass --api-base for a local server")
 
 
 # --- budgets ----------------------------------------------------------------------------------

@@ -133,10 +133,7 @@ def _free_problem(litellm: Any, role: RoleConfig, keyed: bool = False) -> tuple[
         return None
     missing = env.get("missing_keys") or []
     if missing and not env.get("keys_in_environment"):
-        return (
-            f"no API key: {', '.join(missing)} is not set",
-            f"set {', '.join(missing)} in the environment (or pass --api-base for a local server)",
-        )
+        return ("no API key", f"set {' and '.join(missing)} in the environment, or pass --api-base for a local server")
     return None
 
 

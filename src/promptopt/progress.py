@@ -62,9 +62,19 @@ class CliEvents(Events):
         self.last_round = plan.last_round
         if plan.template_changes:  # a warning, not progress: printed even with --quiet
             self.console.print(safe_text(f"warning: {template_change_warning(plan)}", "yellow"), soft_wrap=True)
+        if getattr(plan, "duplicate_rounds", None):
+            rounds = ", ".join(str(n) for n in plan.duplicate_rounds)
+            self.console.print(
+                safe_text(
+                    f"warning: {plan.name}: results.json held round {rounds} more than once; kept the last entry "
+                    f"of each, the whole file is saved as {plan.archived}",
+                    "yellow",
+                ),
+                soft_wrap=True,
+            )
         if self.quiet:
             return
-        if plan.archived:
+        if plan.archived and not getattr(plan, "duplicate_rounds", None):
             self.console.print(safe_text(f"kept a copy of the previous results in {plan.archived}", "dim"))
         if plan.first_round > plan.last_round:
             self.console.print(

@@ -171,6 +171,8 @@ class Workspace:
         # The template of the latest run, so `compare WORKSPACE/NAME:ROUND` knows the questions.
         self.template_path = self.root / "template.yaml"
         self._lock_handle: Any = None
+        # Rounds that results.json held more than once at the last load() (the last entry is kept).
+        self.duplicate_rounds: list[int] = []
 
     @classmethod
     def from_path(cls, path: str | Path) -> Workspace:
@@ -217,7 +219,8 @@ class Workspace:
                 loc = ".".join(str(p) for p in first["loc"])
                 raise WorkspaceError(f"{self.results_path}: [{i}].{loc}: {first['msg']}") from None
         numbers = [r.round for r in records]
-        if len(numbers) != len(set(numbers)):
+        self.duplicate_rounds = sorted({n for n in numbers if numbers.count(n) > 1})
+        if self.duplicate_rounds:
             # SPO can write a round twice; the last entry for a round wins, as in SPO's own reading.
             unique: dict[int, RoundRecord] = {}
             for record in records:

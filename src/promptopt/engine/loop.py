@@ -30,6 +30,8 @@ class RunPlan:
     archived: Path | None = None
     # Parts of the template that differ from the one the kept rounds ran with ("prompt", "questions"…).
     template_changes: list[str] = field(default_factory=list)
+    # Rounds results.json held more than once: the file was archived, then rewritten with the last of each.
+    duplicate_rounds: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -103,8 +105,9 @@ async def run_optimization(
         check_strategy(records, config.strategy)
         kept, next_round = resume_point(records, config.initial_round)
         archived = None
-        if len(kept) != len(records):
-            archived = workspace.archive_results("before-initial-round")
+        if len(kept) != len(records) or workspace.duplicate_rounds:
+            tag = "before-initial-round" if len(kept) != len(records) else "with-duplicate-rounds"
+            archived = workspace.archive_results(tag)
             workspace.write_results(kept)
         records = kept
         previous = workspace.read_template() if records else None
@@ -122,6 +125,7 @@ async def run_optimization(
             models,
             archived,
             changes,
+            workspace.duplicate_rounds,
         )
         events.run_started(plan)
         run_usage = llm.usage.snapshot()
