@@ -363,3 +363,12 @@ def test_a_duplicated_round_is_reported_and_archived(here: Path, stub: Any) -> N
     warning = " ".join(again.stderr.split())
     assert "warning: Poem: results.json held round 1 more than once" in warning
     assert "results.with-duplicate-rounds-" in warning
+
+
+def test_optimize_warns_about_inits_placeholders(here: Path, stub: Any) -> None:
+    assert invoke("init", "mine").exit_code == 0
+    result = invoke("optimize", "-t", "mine.yaml", "-r", "1", "-q", *model_flags(stub))
+    assert result.exit_code == 0, result.output
+    assert "warning: mine: the template still holds `promptopt init`'s placeholder" in " ".join(result.stderr.split())
+    real = invoke("optimize", "-t", "Poem", "-r", "1", "-q", *model_flags(stub))
+    assert "warning" not in real.stderr

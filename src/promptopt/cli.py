@@ -223,9 +223,11 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
     from promptopt.render import run_json, run_summary
 
     template, config, _ = prepare_run(template_ref, _build_config(flags))
+    err = _err()
+    for warning in _template_warnings(template, config):  # before anything is spent, even with --quiet
+        err.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
     if dry_run:
         return _dry_run(template, config, json_out)
-    err = _err()
     _demo_note(err, config, quiet)
     events = _cli_events(err, quiet, config)
     try:
@@ -244,6 +246,23 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
         _out().print(run_summary(result))
     if result.stopped == "budget":
         raise typer.Exit(ExitCode.BUDGET)
+
+
+def _template_warnings(template: Any, config: Any) -> list[str]:
+    """init's placeholders left in the template; prompts too large for a model's context window."""
+    from promptopt.engine.estimate import context_warnings
+    from promptopt.template import parse_template
+
+    skeleton = parse_template(SKELETON.format(file="template.yaml"))
+    warnings = []
+    if {q.question.strip() for q in skeleton.qa} & {q.question.strip() for q in template.qa} or (
+        template.requirements.strip() == skeleton.requirements.strip()
+    ):
+        warnings.append(
+            f"{config.name}: the template still holds `promptopt init`'s placeholder question or requirements; "
+            "replace them with your own before paying for a run"
+        )
+    return warnings + context_warnings(template, config)
 
 
 def _dry_run(template: Any, config: Any, json_out: bool) -> None:
