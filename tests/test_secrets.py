@@ -53,6 +53,8 @@ def test_configured_secrets_come_from_secret_named_variables() -> None:
     env = {"OPENAI_API_KEY": "k" * 20, "HF_TOKEN": "t" * 20, "MY_PASSWORD": "p" * 9, "HOME": "/home/someone"}
     assert set(configured_secrets(env)) == {"k" * 20, "t" * 20, "p" * 9}
     assert configured_secrets({"SHORT_KEY": "abc"}, extra=["handed"]) == ["handed"]
+    words = {"TOKENIZERS_PARALLELISM": "disabled", "OPENAI_API_KEY": "sk-abc123456"}
+    assert configured_secrets(words, words=False) == ["sk-abc123456"]
 
 
 @pytest.mark.parametrize(

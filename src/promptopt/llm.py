@@ -382,7 +382,8 @@ class LiteLLMClient:
                     timeout=self.config.timeout + 5,
                 )
                 # A reply quoting a configured key must not reach the cache, results.json or a screen.
-                text = redact_secrets(_content(response), configured_secrets(extra=self._api_keys.values()))
+                secrets = configured_secrets(extra=self._api_keys.values(), words=False)
+                text = redact_secrets(_content(response), secrets)
             except asyncio.CancelledError:
                 raise
             except LLMError as exc:

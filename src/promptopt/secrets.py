@@ -28,10 +28,20 @@ _QUERY_SECRET = re.compile(
 )
 
 
-def configured_secrets(env: Mapping[str, str] | None = None, extra: Iterable[str] = ()) -> list[str]:
-    """The values of secret-named variables (8+ characters) plus every non-empty `extra`, longest first."""
+def configured_secrets(
+    env: Mapping[str, str] | None = None, extra: Iterable[str] = (), words: bool = True
+) -> list[str]:
+    """The values of secret-named variables (8+ characters) plus every non-empty `extra`, longest first.
+
+    `words=False` leaves out variable values made of letters only (`TOKENIZERS_PARALLELISM=disabled`):
+    no provider key looks like that, and redacting model replies must not eat ordinary words.
+    """
     env = os.environ if env is None else env
-    values = {v for name, v in env.items() if _SECRET_VARIABLE.search(name) and len(v) >= MIN_SECRET_LENGTH}
+    values = {
+        v
+        for name, v in env.items()
+        if _SECRET_VARIABLE.search(name) and len(v) >= MIN_SECRET_LENGTH and (words or not v.isalpha())
+    }
     values.update(v for v in extra if v)
     return sorted(values, key=len, reverse=True)
 
