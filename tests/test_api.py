@@ -190,3 +190,25 @@ def test_import_promptopt_is_light() -> None:
     assert promptopt.Template is Template
     with pytest.raises(AttributeError):
         _ = promptopt.nothing_here  # type: ignore[attr-defined]
+
+
+def test_compare_takes_config_positionally_like_optimize(tmp_path: Path) -> None:
+    llm = FakeLLM()
+    cfg = config(tmp_path)
+    result = compare("Be terse.", "Be careful.", cfg, questions=["2+2?"], llm=llm)
+    assert result.calls == 4
+    with pytest.raises(ConfigError, match=r"questions\[1\] is empty"):
+        compare("a", "b", cfg, questions=["q", "  "], llm=llm)
+    assert llm.calls() == 4  # refused before any call
+
+
+def test_load_run_finds_a_bare_name_in_the_default_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    optimize(TEMPLATE, config(tmp_path, max_rounds=1), llm=FakeLLM())
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(WorkspaceError, match="no run named Poem in workspace/"):
+        load_run("Poem")
+    monkeypatch.setenv("PROMPTOPT_WORKSPACE", "ws")
+    assert load_run("Poem").path == Path("ws") / "Poem"
+    monkeypatch.delenv("PROMPTOPT_WORKSPACE")
+    (tmp_path / "promptopt.yaml").write_text("workspace: ws\n")
+    assert load_run("Poem").name == "Poem"

@@ -301,3 +301,96 @@ def test_resume_with_another_model_warns_even_quiet_and_show_lists_models(here: 
     assert "models" in shown.output and "executor openai/other" in shown.output
     detail = invoke("show", "workspace/Poem", "--round", "1")
     assert "models: openai/stub" in detail.output
+
+
+@pytest.mark.parametrize(("value", "raises"), [("1", True), ("0", False), ("false", False), ("maybe", False)])
+def test_promptopt_debug_is_a_boolean(here: Path, value: str, raises: bool) -> None:
+    result = runner.invoke(app, ["show", "nowhere/x"], env={**ENV, "PROMPTOPT_DEBUG": value})
+    if raises:
+        assert result.exception is not None and result.exit_code == 1
+        return
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    assert all(line.startswith("promptopt: error: ") for line in lines), result.output
+    if value == "maybe":
+        assert "PROMPTOPT_DEBUG='maybe'" in result.output
+
+
+@pytest.mark.parametrize(
+    "command", [[], ["optimize"], ["show"], ["compare"], ["doctor"], ["init"], ["ui"], ["cache", "stats"]]
+)
+def test_help_has_no_stray_backslashes(command: list[str]) -> None:
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    assert "\\" not in result.output, result.output
+    if command == ["compare"]:
+        assert "[required]" in result.output and "[default: 2]" in " ".join(result.output.split())
+
+
+def test_show_a_bare_name_looks_in_the_default_workspace(here: Path, stub: Any) -> None:
+    assert invoke("optimize", "-t", "Poem", "-r", "1", "-n", "mine", *model_flags(stub)).exit_code == 0
+    shown = invoke("show", "mine")
+    assert shown.exit_code == 0, shown.output
+    assert "mine — 1 round, best round 1" in shown.output
+    assert invoke("show", "mine", "--best").stdout == (here / "workspace/mine/prompts/round_1/prompt.txt").read_text()
+    missing = invoke("show", "theirs")
+    assert missing.exit_code == 2 and "no run named theirs in workspace/" in missing.output
+
+
+def test_compare_forms_are_unambiguous_and_a_typo_costs_nothing(here: Path, stub: Any) -> None:
+    assert invoke("optimize", "-t", "Poem", "-r", "1", *model_flags(stub)).exit_code == 0
+    paid = stub.count()
+    (here / "best.txt").write_text("Write a vivid poem.")
+    typo = invoke("compare", "workspace/Poem:1", "bset.txt", *model_flags(stub))
+    assert typo.exit_code == 2 and "text:bset.txt" in typo.output
+    assert stub.count() == paid
+    ratio = invoke(
+        "compare",
+        "Describe a screen with aspect ratio 16:9",
+        "file:best.txt",
+        "-t",
+        "Poem",
+        "--json",
+        *model_flags(stub),
+    )
+    assert ratio.exit_code == 0, ratio.output
+    literal = invoke("compare", "Poem:1", "text:best.txt", "--json", *model_flags(stub))
+    assert literal.exit_code == 0, literal.output
+    bodies = [json.dumps(r["body"]) for r in stub.requests if r["role"] == "executor"]
+    assert any("aspect ratio 16:9" in b for b in bodies) and any("Write a vivid poem." in b for b in bodies)
+    assert any("best.txt" in b for b in bodies)
+
+
+def test_blank_questions_file_entries_are_refused(here: Path, stub: Any) -> None:
+    (here / "qs.yaml").write_text("- one?\n- '  '\n")
+    result = invoke("compare", "A", "B", "--questions", "qs.yaml", *model_flags(stub))
+    assert result.exit_code == 2 and "qs.yaml: item 1: the question is empty" in result.output
+    assert stub.count() == 0
+
+
+def test_run_header_counts_in_words(here: Path, stub: Any) -> None:
+    (here / "One.yaml").write_text("prompt: p\nqa:\n  - question: q\n")
+    result = invoke("optimize", "-t", "One.yaml", "-r", "1", *model_flags(stub))
+    assert result.exit_code == 0, result.output
+    assert "One: spo on 1 question, 1 round, openai/stub" in result.stderr
+
+
+def test_a_duplicated_round_is_reported_and_archived(here: Path, stub: Any) -> None:
+    assert invoke("optimize", "-t", "Poem", "-r", "2", *model_flags(stub)).exit_code == 0
+    results = here / "workspace/Poem/prompts/results.json"
+    entries = json.loads(results.read_text())
+    results.write_text(json.dumps([entries[0], entries[0], entries[1]]))
+    again = invoke("optimize", "-t", "Poem", "-r", "2", "-q", *model_flags(stub))
+    assert again.exit_code == 0, again.output
+    warning = " ".join(again.stderr.split())
+    assert "warning: Poem: results.json held round 1 more than once" in warning
+    assert "results.with-duplicate-rounds-" in warning
+
+
+def test_optimize_warns_about_inits_placeholders(here: Path, stub: Any) -> None:
+    assert invoke("init", "mine").exit_code == 0
+    result = invoke("optimize", "-t", "mine.yaml", "-r", "1", "-q", *model_flags(stub))
+    assert result.exit_code == 0, result.output
+    assert "warning: mine: the template still holds `promptopt init`'s placeholder" in " ".join(result.stderr.split())
+    real = invoke("optimize", "-t", "Poem", "-r", "1", "-q", *model_flags(stub))
+    assert "warning" not in real.stderr

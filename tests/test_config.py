@@ -175,31 +175,44 @@ def test_bad_config_file_names_the_file(tmp_path: Path, text: str, expected: str
 
 
 @pytest.mark.parametrize(
-    ("flags", "env", "field"),
+    ("flags", "env", "message"),
     [
-        ({"opt_temp": 3}, {}, "optimizer.temperature"),
-        ({}, {"PROMPTOPT_EVAL_TEMP": "-0.1"}, "evaluator.temperature"),
-        ({}, {"PROMPTOPT_EXEC_TEMP": "warm"}, "executor.temperature"),
-        ({"max_rounds": -1}, {}, "max_rounds"),
-        ({"votes": 0}, {}, "votes"),
-        ({}, {"PROMPTOPT_VOTES": "0"}, "votes"),
-        ({"concurrency": 0}, {}, "concurrency"),
-        ({"budget_usd": -1}, {}, "budget_usd"),
-        ({"model": "   "}, {}, "optimizer.model"),
+        ({"opt_temp": 3}, {}, "--opt-temp must be at most 2"),
+        ({}, {"PROMPTOPT_EVAL_TEMP": "-0.1"}, "PROMPTOPT_EVAL_TEMP=-0.1 must be at least 0"),
+        ({}, {"PROMPTOPT_EXEC_TEMP": "warm"}, "PROMPTOPT_EXEC_TEMP=warm must be a number"),
+        ({"max_rounds": -1}, {}, "--max-rounds must be at least 1"),
+        ({"max_rounds": 0}, {"PROMPTOPT_MAX_ROUNDS": "5"}, "--max-rounds must be at least 1"),
+        ({"votes": 0}, {}, "--votes must be at least 1"),
+        ({}, {"PROMPTOPT_VOTES": "0"}, "PROMPTOPT_VOTES=0 must be at least 1"),
+        ({}, {"PROMPTOPT_VOTES": "2.5"}, "PROMPTOPT_VOTES=2.5 must be a whole number"),
+        ({"concurrency": 0}, {}, "--concurrency must be at least 1"),
+        ({"budget_usd": -1}, {}, "--budget-usd must be at least 0"),
+        ({"model": "   "}, {}, "--model is empty"),
+        ({"exec_model": "   "}, {}, "--exec-model is empty"),
     ],
 )
-def test_invalid_values_name_the_field(tmp_path: Path, flags: dict[str, Any], env: dict[str, str], field: str) -> None:
-    assert config_error(flags, env, tmp_path).startswith(f"{field}: ")
+def test_errors_speak_in_flag_and_variable_names(
+    tmp_path: Path, flags: dict[str, Any], env: dict[str, str], message: str
+) -> None:
+    assert config_error(flags, env, tmp_path) == message
 
 
-def test_invalid_value_in_file_names_the_field(tmp_path: Path) -> None:
+def test_invalid_value_in_file_names_the_file_and_field(tmp_path: Path) -> None:
     (tmp_path / "promptopt.yaml").write_text("optimizer:\n  temperature: 3\n", encoding="utf-8")
-    assert config_error(cwd=tmp_path).startswith("optimizer.temperature: ")
+    assert config_error(cwd=tmp_path) == "promptopt.yaml: optimizer.temperature must be at most 2"
 
 
 @pytest.mark.parametrize("name", ["a/b", "..", ".", "a\\b", "../../etc", "/abs", ""])
 def test_name_must_be_plain(tmp_path: Path, name: str) -> None:
-    assert config_error({"name": name}, cwd=tmp_path).startswith("name: ")
+    message = config_error({"name": name}, cwd=tmp_path)
+    assert message.startswith("--name ") and "plain name" in message
+
+
+@pytest.mark.parametrize("name", ["a\x1b[2Jb", "bell\x07", "tab\tname", "new\nline", "nul\x00", "c1\x9b", "rtl\u202e"])
+def test_name_with_control_characters_is_refused(tmp_path: Path, name: str) -> None:
+    message = config_error({"name": name}, cwd=tmp_path)
+    assert message.startswith("--name ") and "control" in message
+    assert message.isprintable()
 
 
 def test_plain_name_is_kept(tmp_path: Path) -> None:
@@ -239,3 +252,106 @@ def test_json_schema_properties_are_not_mistaken_for_secrets(tmp_path: Path) -> 
     )
     schema = resolve_config({}, {}, tmp_path).executor.extra["response_format"]["json_schema"]["schema"]
     assert set(schema["properties"]) == {"key", "token"}
+
+
+# --- hostile input (issue 13) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "message"),
+    [
+        ({"timeout": float("inf")}, {}, "--timeout must be a finite number"),
+        ({"timeout": float("nan")}, {}, "--timeout must be a finite number"),
+        ({}, {"PROMPTOPT_TIMEOUT": "inf"}, "PROMPTOPT_TIMEOUT=inf must be a finite number"),
+        ({"budget_usd": float("inf")}, {}, "--budget-usd must be a finite number"),
+        ({}, {"PROMPTOPT_BUDGET_USD": "Infinity"}, "PROMPTOPT_BUDGET_USD=Infinity must be a finite number"),
+        ({}, {"PROMPTOPT_RETRY_BASE": "nan"}, "PROMPTOPT_RETRY_BASE=nan must be a finite number"),
+        ({"opt_temp": float("nan")}, {}, "--opt-temp must be a finite number"),
+        ({}, {"PROMPTOPT_EXEC_TEMP": "nan"}, "PROMPTOPT_EXEC_TEMP=nan must be a finite number"),
+    ],
+)
+def test_non_finite_numbers_are_refused(
+    tmp_path: Path, flags: dict[str, Any], env: dict[str, str], message: str
+) -> None:
+    assert config_error(flags, env, tmp_path) == message
+
+
+def test_non_finite_number_in_the_config_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "promptopt.yaml").write_text("timeout: .inf\n", encoding="utf-8")
+    assert config_error(cwd=tmp_path) == "promptopt.yaml: timeout must be a finite number"
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", "nope", "y"])
+def test_junk_boolean_variable_is_an_error(tmp_path: Path, value: str) -> None:
+    message = config_error(env={"PROMPTOPT_NO_CACHE": value}, cwd=tmp_path)
+    assert message.startswith(f"PROMPTOPT_NO_CACHE='{value}'") and "expected" in message
+
+
+@pytest.mark.parametrize(("value", "cache"), [("1", False), ("TRUE", False), ("on", False), ("0", True), ("no", True)])
+def test_boolean_variable_values(tmp_path: Path, value: str, cache: bool) -> None:
+    assert resolve_config({}, {"PROMPTOPT_NO_CACHE": value}, tmp_path).cache is cache
+
+
+def test_duplicate_key_in_the_config_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "promptopt.yaml").write_text("votes: 2\nexecutor:\n  model: a\n  model: b\n", encoding="utf-8")
+    message = config_error(cwd=tmp_path)
+    assert message.startswith(str(tmp_path / "promptopt.yaml")) and "duplicate key 'model'" in message
+
+
+def alias_bomb(levels: int = 9) -> str:
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for n in range(1, levels):
+        lines.append(f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]")
+    return "executor:\n  extra:\n    stop: {" + ", ".join(lines) + "}\n"
+
+
+def test_alias_bomb_in_the_config_file_is_refused_quickly(tmp_path: Path) -> None:
+    import time
+
+    text = alias_bomb()
+    assert len(text) < 1000  # a few hundred bytes that would expand to ~387 million strings
+    (tmp_path / "promptopt.yaml").write_text(text, encoding="utf-8")
+    started = time.perf_counter()
+    message = config_error(cwd=tmp_path)
+    assert "aliases expand" in message and message.startswith(str(tmp_path / "promptopt.yaml"))
+    assert time.perf_counter() - started < 2
+
+
+def test_small_aliases_in_the_config_file_are_fine(tmp_path: Path) -> None:
+    (tmp_path / "promptopt.yaml").write_text(
+        "optimizer: {extra: &x {max_tokens: 500}}\nexecutor: {extra: *x}\n", encoding="utf-8"
+    )
+    assert resolve_config({}, {}, tmp_path).executor.extra == {"max_tokens": 500}
+
+
+def test_config_files_and_endpoint_warnings(tmp_path: Path) -> None:
+    from promptopt.config import config_files, endpoint_warnings
+
+    assert config_files({}, tmp_path) == [] and endpoint_warnings(resolve_config({}, {}, tmp_path), {}, tmp_path) == []
+    local = tmp_path / "promptopt.yaml"
+    local.write_text("api_base: http://user:pw@elsewhere.example/v1\nvotes: 2\n", encoding="utf-8")
+    config = resolve_config({}, {}, tmp_path)
+    assert config_files({}, tmp_path) == [local]
+    (warning,) = endpoint_warnings(config, {}, tmp_path)
+    assert (
+        "promptopt.yaml" in warning and "elsewhere.example" in warning and "optimizer, evaluator, executor" in warning
+    )
+    assert "pw" not in warning.replace("promptopt", "")  # credentials in the URL are not shown
+    # A flag that overrides the endpoint leaves nothing to warn about.
+    flagged = resolve_config({"api_base": "http://127.0.0.1:8080/v1"}, {}, tmp_path)
+    assert endpoint_warnings(flagged, {}, tmp_path) == []
+    # Only for the executor, through extra.base_url.
+    local.write_text("executor: {extra: {base_url: 'http://elsewhere.example'}}\n", encoding="utf-8")
+    (warning,) = endpoint_warnings(resolve_config({}, {}, tmp_path), {}, tmp_path)
+    assert "executor" in warning and "optimizer" not in warning
+    # The user's own config file, or one named by PROMPTOPT_CONFIG, is trusted: no warning.
+    local.unlink()
+    user = user_config_path()
+    user.parent.mkdir(parents=True)
+    user.write_text("api_base: http://my-server.example/v1\n", encoding="utf-8")
+    assert config_files({}, tmp_path) == [user]
+    assert endpoint_warnings(resolve_config({}, {}, tmp_path), {}, tmp_path) == []
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("api_base: http://my-server.example/v1\n", encoding="utf-8")
+    env = {"PROMPTOPT_CONFIG": str(mine)}
+    assert endpoint_warnings(resolve_config({}, env, tmp_path), env, tmp_path) == []

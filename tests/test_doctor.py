@@ -221,3 +221,15 @@ def test_optimize_checks_for_free_before_calling(here: Path, no_calls: list[dict
     errors = [line for line in result.output.splitlines() if line.startswith("promptopt: error:")]
     assert len(errors) == 1 and "nothing listens at" in errors[0], result.output
     assert no_calls == []
+
+
+@pytest.mark.parametrize("variable", ["OPENAI_API_BASE", "OPENAI_BASE_URL"])
+def test_json_reports_the_endpoint_from_the_environment(
+    here: Path, stub: StubServer, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.setenv(variable, stub.url)
+    result = doctor("--model", "openai/stub", "--json")
+    assert result.exit_code == 0, result.output
+    assert [c["api_base"] for c in json.loads(result.stdout)] == [stub.url] * 3
+    assert stub.count() == 1
+    assert f"@ {stub.url}" in doctor("--model", "openai/stub").output

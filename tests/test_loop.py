@@ -273,3 +273,21 @@ def test_resuming_with_another_model_warns_and_records_models_per_round(tmp_path
     plan = next(p for name, p in events.log if name == "run_started")
     assert plan.model_changes == result.model_changes  # type: ignore[attr-defined]
     assert [r.models["executor"] for r in result.records] == ["gpt-4o-mini", "other-model"]
+
+
+def test_a_results_file_with_a_duplicated_round_is_archived_before_it_is_rewritten(tmp_path: Path) -> None:
+    run(FakeLLM(), tmp_path, max_rounds=2)
+    results = tmp_path / "ws/Poem/prompts/results.json"
+    entries = json.loads(results.read_text())
+    doubled = [entries[0], {**entries[1], "prompt": "an older round 2"}, entries[1]]
+    results.write_text(json.dumps(doubled))
+    original = results.read_bytes()
+    events = RecordingEvents()
+    cfg = RunConfig(max_rounds=3)
+    asyncio.run(run_optimization(TEMPLATE, cfg, FakeLLM(), Workspace(tmp_path / "ws", "Poem"), events))
+    plan = next(payload for name, payload in events.log if name == "run_started")
+    assert plan.duplicate_rounds == [2]  # type: ignore[attr-defined]
+    (archive,) = (tmp_path / "ws/Poem/prompts").glob("results.with-duplicate-rounds-*.json")
+    assert archive.read_bytes() == original and plan.archived == archive  # type: ignore[attr-defined]
+    kept = json.loads(results.read_text())
+    assert [e["round"] for e in kept] == [1, 2, 3] and kept[1]["prompt"] == entries[1]["prompt"]

@@ -36,7 +36,7 @@ def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def lines(problems: list[tuple[str, Any]]) -> list[str]:
-    return [f"{who}: {p.error}" for who, p in problems]
+    return [f"{who}: {p.error}: {p.diagnosis}" for who, p in problems]
 
 
 def test_free_checks_find_problems_without_calling(

@@ -144,6 +144,9 @@ def test_missing_api_key_is_named_before_any_call(here: Path, monkeypatch: pytes
     result = invoke("optimize", "-t", "Poem", "--model", "gpt-4o-mini", "-r", "2")
     assert result.exit_code == 2
     assert "OPENAI_API_KEY" in result.output and "Traceback" not in result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("promptopt: error:")]
+    assert line.count("OPENAI_API_KEY") == 1, line
+    assert line.endswith("no API key: set OPENAI_API_KEY in the environment, or pass --api-base for a local server")
 
 
 # --- budgets ----------------------------------------------------------------------------------
@@ -197,10 +200,14 @@ def test_budget_usd_stops_before_exceeding(here: Path) -> None:
     [
         (["-t", "nope"], "template nope: no such file"),
         (["-t", "Poem", "-r", "-1"], "max_rounds|max-rounds"),
-        (["-t", "Poem", "--opt-temp", "5"], "temperature"),
+        (["-t", "Poem", "--opt-temp", "5"], "--opt-temp must be at most 2"),
         (["-t", "Poem", "--strategy", "magic"], "--strategy magic: unknown"),
         (["-t", "Poem", "--name", "../escape"], "plain name"),
         (["-t", "Poem", "--votes", "0"], "votes"),
+        (["-t", "Poem", "-r", "0"], "^promptopt: error: --max-rounds must be at least 1$"),
+        (["-t", "Poem", "--timeout", "inf"], "--timeout must be a finite number"),
+        (["-t", "Poem", "--budget-usd", "nan"], "--budget-usd must be a finite number"),
+        (["-t", "Poem", "--name", "a\x1b[2Jb"], "control"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(here: Path, args: list[str], needle: str) -> None:
@@ -208,7 +215,8 @@ def test_bad_flags_exit_2_with_one_line(here: Path, args: list[str], needle: str
 
     result = invoke("optimize", *args, "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1")
     assert result.exit_code == 2, result.output
-    assert re.search(needle, result.output), result.output
+    assert re.search(needle, result.output, re.MULTILINE), result.output
+    assert "\x1b" not in result.output
     assert "Traceback" not in result.output
     assert not (here / "escape").exists()
 

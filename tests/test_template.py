@@ -344,3 +344,48 @@ def test_template_changes_name_what_a_rerun_would_notice() -> None:
     assert template_changes(old, answers) == ["answers"]
     everything = parse_template("prompt: p2\nrequirements: r2\ncount: 5\nqa:\n  - question: q2\n")
     assert template_changes(old, everything) == ["prompt", "requirements", "questions", "count"]
+
+
+# --- hostile input (issue 13) ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("prompt: a\nprompt: b\nqa:\n  - question: q\n", "prompt"),
+        ("prompt: p\nqa:\n  - question: q\n    question: r\n", "question"),
+        ("prompt: p\nqa:\n  - question: q\nqa:\n  - question: r\n", "qa"),
+    ],
+)
+def test_duplicate_keys_are_an_error_naming_the_key(text: str, key: str) -> None:
+    with pytest.raises(TemplateError) as info:
+        parse_template(text, "T.yaml")
+    assert str(info.value).startswith("T.yaml: invalid YAML (line") and f"duplicate key '{key}'" in str(info.value)
+
+
+def test_merge_keys_may_be_overridden() -> None:
+    text = "base: &b {question: q, answer: a}\nprompt: p\nqa:\n  - {<<: *b, answer: other}\n"
+    with pytest.raises(TemplateError, match="base: unknown key"):  # the merge itself is fine
+        parse_template(text, "T.yaml")
+
+
+def test_alias_bomb_in_a_template_is_refused_before_it_expands() -> None:
+    import time
+
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 9)]
+    text = "prompt: p\nqa:\n  - question: q\n    answer: {" + ", ".join(lines) + "}\n"
+    started = time.perf_counter()
+    with pytest.raises(TemplateError, match="aliases expand"):
+        parse_template(text, "T.yaml")
+    assert time.perf_counter() - started < 2
+
+
+def test_small_aliases_in_a_template_are_fine() -> None:
+    text = "prompt: p\nqa:\n  - question: &q Where?\n    answer: here\n  - question: *q\n"
+    assert [q.question for q in parse_template(text).qa] == ["Where?", "Where?"]
+
+
+def test_recursive_alias_is_refused() -> None:
+    with pytest.raises(TemplateError, match="alias refers to the node that contains it"):
+        parse_template("prompt: p\nqa: &a\n  - question: q\n  - *a\n", "T.yaml")

@@ -217,14 +217,33 @@ class Run:
         return best_round(earlier) if earlier else None
 
 
-def load_run(path: str | Path) -> Run:
-    """Read WORKSPACE/NAME (ours or one MetaGPT's SPO wrote)."""
-    from promptopt.records import best_round
+def find_workspace(path: str | Path) -> Workspace:
+    """WORKSPACE/NAME as given, or a bare NAME in the default workspace folder (as `optimize` puts it).
+
+    Raises WorkspaceError when neither has a prompts/results.json.
+    """
     from promptopt.workspace import Workspace
 
     ws = Workspace.from_path(path)
-    if not ws.exists():
-        raise WorkspaceError(f"{path}: no prompts/results.json here (expected WORKSPACE/NAME)")
+    if ws.exists():
+        return ws
+    bare = Path(path)
+    if len(bare.parts) == 1 and not bare.is_absolute():
+        from promptopt.config import resolve_config
+
+        root = resolve_config().workspace  # --workspace's default: config file, PROMPTOPT_WORKSPACE
+        named = Workspace(root, bare.name)  # a bare name that from_path accepted is a plain name
+        if named.exists():
+            return named
+        raise WorkspaceError(f"{path}: no run named {bare.name} in {root}/ and no prompts/results.json in {path}/")
+    raise WorkspaceError(f"{path}: no prompts/results.json here (expected WORKSPACE/NAME)")
+
+
+def load_run(path: str | Path) -> Run:
+    """Read WORKSPACE/NAME (ours or one MetaGPT's SPO wrote), or a run NAME in the default workspace."""
+    from promptopt.records import best_round
+
+    ws = find_workspace(path)
     records = ws.load()
     if not records:
         raise WorkspaceError(f"{ws.results_path}: no rounds yet")
@@ -237,12 +256,12 @@ def load_run(path: str | Path) -> Run:
 async def compare_async(
     a: str,
     b: str,
+    config: RunConfig | None = None,
     *,
     template: TemplateLike | None = None,
     questions: Sequence[str] | None = None,
     golden: Sequence[str | None] | None = None,
     votes: int = 2,
-    config: RunConfig | None = None,
     llm: LLM | None = None,
     api_keys: Mapping[str, str] | None = None,
 ) -> CompareResult:
@@ -267,6 +286,9 @@ async def compare_async(
         raise ConfigError("compare needs questions: pass --template or --questions")
     if not qs:
         raise ConfigError("compare needs at least one question")
+    blank = next((i for i, q in enumerate(qs) if not isinstance(q, str) or not q.strip()), None)
+    if blank is not None:
+        raise ConfigError(f"compare: questions[{blank}] is empty")
     config = config or load_config()
     client = llm or make_client(config, api_keys=api_keys)
     # A compare samples anew each time unless --seed asks to reproduce one (from the cache).
@@ -286,12 +308,12 @@ async def compare_async(
 def compare(
     a: str,
     b: str,
+    config: RunConfig | None = None,
     *,
     template: TemplateLike | None = None,
     questions: Sequence[str] | None = None,
     golden: Sequence[str | None] | None = None,
     votes: int = 2,
-    config: RunConfig | None = None,
     llm: LLM | None = None,
     api_keys: Mapping[str, str] | None = None,
 ) -> CompareResult:

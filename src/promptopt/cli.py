@@ -39,13 +39,21 @@ def _err() -> Console:
 
 def fail(error: PromptoptError | str, code: int = ExitCode.USAGE) -> NoReturn:
     """One line per problem on stderr, then the error's exit code; PROMPTOPT_DEBUG=1 re-raises."""
+    from promptopt.safe import clean
+    from promptopt.secrets import redact
+
+    lines = clean(redact(str(error))).splitlines() or ["error"]
     if isinstance(error, PromptoptError):
-        if os.environ.get("PROMPTOPT_DEBUG"):
+        from promptopt.config import env_flag
+
+        try:
+            debug = env_flag(os.environ, "PROMPTOPT_DEBUG")
+        except PromptoptError as bad:
+            debug, lines = False, [*lines, clean(str(bad))]
+        if debug:
             raise error
         code = error.exit_code
-    from promptopt.llm import redact
-
-    for line in redact(str(error)).splitlines() or ["error"]:
+    for line in lines:
         print(f"promptopt: error: {line}", file=sys.stderr)
     raise typer.Exit(code)
 
@@ -125,9 +133,14 @@ def _flags(**values: Any) -> dict[str, Any]:
 
 
 def _build_config(flags: dict[str, Any]) -> Any:
+    """The run config; warns (even with --quiet) when a config file here sends calls elsewhere."""
     from promptopt.api import load_config
+    from promptopt.config import endpoint_warnings
 
-    return load_config(**flags)
+    config = load_config(**flags)
+    for warning in endpoint_warnings(config):
+        _err().print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
+    return config
 
 
 def _demo_note(console: Console, config: Any, quiet: bool) -> None:
@@ -135,7 +148,7 @@ def _demo_note(console: Console, config: Any, quiet: bool) -> None:
     from promptopt.local import DEMO_NOTE, uses_local
 
     if not quiet and uses_local([config.role(r).model for r in ROLES]):
-        console.print(f"[yellow]note: {DEMO_NOTE}[/yellow]")
+        console.print(f"note: {DEMO_NOTE}", style="yellow", markup=False)
 
 
 @app.command()
@@ -226,9 +239,11 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
     from promptopt.render import run_json, run_summary
 
     template, config, _ = prepare_run(template_ref, _build_config(flags))
+    err = _err()
+    for warning in _template_warnings(template, config):  # before anything is spent, even with --quiet
+        err.print(f"warning: {warning}", style="yellow", markup=False, highlight=False)
     if dry_run:
         return _dry_run(template, config, json_out)
-    err = _err()
     _demo_note(err, config, quiet)
     events = _cli_events(err, quiet, config)
     try:
@@ -236,14 +251,34 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
             result = run_async(lambda: optimize_async(template, config, events=events))
     except Interrupted as exc:
         if not quiet:
-            err.print(f"[yellow]{exc}[/yellow]")
+            err.print(str(exc), style="yellow", markup=False, highlight=False)
         raise typer.Exit(exc.exit_code) from None
     if json_out:
-        print(json.dumps(run_json(result), ensure_ascii=False, indent=2))
+        from promptopt.config import config_files
+        from promptopt.safe import json_dumps
+
+        print(json_dumps({**run_json(result), "config_files": [str(p) for p in config_files()]}, indent=2))
     else:
         _out().print(run_summary(result))
     if result.stopped in ("budget", "deadline"):
         raise typer.Exit(ExitCode.BUDGET)
+
+
+def _template_warnings(template: Any, config: Any) -> list[str]:
+    """init's placeholders left in the template; prompts too large for a model's context window."""
+    from promptopt.engine.estimate import context_warnings
+    from promptopt.template import parse_template
+
+    skeleton = parse_template(SKELETON.format(file="template.yaml"))
+    warnings = []
+    if {q.question.strip() for q in skeleton.qa} & {q.question.strip() for q in template.qa} or (
+        template.requirements.strip() == skeleton.requirements.strip()
+    ):
+        warnings.append(
+            f"{config.name}: the template still holds `promptopt init`'s placeholder question or requirements; "
+            "replace them with your own before paying for a run"
+        )
+    return warnings + context_warnings(template, config)
 
 
 def _dry_run(template: Any, config: Any, json_out: bool) -> None:
@@ -268,9 +303,10 @@ def _dry_run(template: Any, config: Any, json_out: bool) -> None:
 
 
 def _cli_events(console: Console, quiet: bool, config: Any) -> Any:
+    from promptopt.config import config_files
     from promptopt.progress import CliEvents
 
-    return CliEvents(console, quiet=quiet, last_round=config.max_rounds)
+    return CliEvents(console, quiet=quiet, last_round=config.max_rounds, config_files=config_files())
 
 
 # --- show -----------------------------------------------------------------------------------
@@ -289,23 +325,25 @@ def show(
 
 def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) -> None:
     from promptopt.api import load_run
-    from promptopt.render import round_detail, round_json, rounds_table
+    from promptopt.render import plural, round_detail, round_json, rounds_table
+    from promptopt.safe import clean, json_dumps, safe_text
 
     run = load_run(path)
     best = run.best
-    if best_only:
-        sys.stdout.write(best.prompt if best.prompt.endswith("\n") else best.prompt + "\n")
+    if best_only:  # exact text for a pipe; no terminal control on a terminal
+        text = best.prompt if best.prompt.endswith("\n") else best.prompt + "\n"
+        sys.stdout.write(clean(text) if sys.stdout.isatty() else text)
         return
     if round_number is not None:
         record = run.round(round_number)
         if json_out:
-            print(json.dumps(record.model_dump(mode="json"), ensure_ascii=False, indent=2))
+            print(json_dumps(record.model_dump(mode="json"), indent=2))
             return
         _out().print(round_detail(record, run.base_of(record)))
         return
     if json_out:
         print(
-            json.dumps(
+            json_dumps(
                 {
                     "name": run.name,
                     "workspace": str(run.path),
@@ -313,13 +351,14 @@ def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) 
                     "best_prompt": best.prompt,
                     "rounds": [round_json(r) for r in run.records],
                 },
-                ensure_ascii=False,
                 indent=2,
             )
         )
         return
     out = _out()
-    out.print(f"[bold]{run.name}[/bold] — {len(run.records)} rounds, best round {best.round}")
+    header = safe_text(run.name, "bold")
+    header.append(f" — {plural(len(run.records), 'round')}, best round {best.round}")
+    out.print(header)
     out.print(rounds_table(run.records, best.round))
 
 
@@ -398,7 +437,9 @@ def _compare(
         )
     )
     if json_out:
-        print(json.dumps(_compare_json(result), ensure_ascii=False, indent=2))
+        from promptopt.safe import json_dumps
+
+        print(json_dumps(_compare_json(result), indent=2))
     else:
         _out().print(compare_table(result))
     if fail_if_worse and not result.b_better:
@@ -465,7 +506,9 @@ def _doctor(flags: dict[str, Any], json_out: bool) -> None:
     config = _build_config(flags)
     checks = run_async(lambda: check_models_async(config))
     if json_out:
-        print(json.dumps(checks_json(checks), ensure_ascii=False, indent=2))
+        from promptopt.safe import json_dumps
+
+        print(json_dumps(checks_json(checks), indent=2))
     else:
         _out().print(render_checks(checks))
     if not all(c.ok for c in checks):
@@ -499,8 +542,6 @@ def ui(
 def _ui(host: str, port: int, workspace: Path | None, allow_host: list[str]) -> None:
     import importlib.util
 
-    from rich.markup import escape
-
     from promptopt.errors import ConfigError
     from promptopt.ui import serve
 
@@ -520,13 +561,16 @@ def _ui(host: str, port: int, workspace: Path | None, allow_host: list[str]) -> 
     for name in allow_host:
         command += ["--allow-host", name]
     err = _err()
-    shown = escape(host)
     if host not in serve.LOOPBACK:
-        err.print(f"[yellow]warning: --host {shown}: the UI has no login; anyone who reaches it can spend your keys[/]")
+        err.print(
+            f"warning: --host {host}: the UI has no login; anyone who reaches it can spend your keys",
+            style="yellow",
+            markup=False,
+        )
     if host.strip() in serve.WILDCARDS and not allow_host:
-        err.print("[yellow]note: other machines reach it only by a name given with --allow-host NAME[/]")
-    err.print(f"promptopt ui on http://{shown}:{port} (Ctrl-C stops it)")
-    err.print(f"Host names it answers: {', '.join(sorted(allowed))}")
+        err.print("note: other machines reach it only by a name given with --allow-host NAME", style="yellow")
+    err.print(f"promptopt ui on http://{host}:{port} (Ctrl-C stops it)", markup=False)
+    err.print(f"Host names it answers: {', '.join(sorted(allowed))}", markup=False)
     raise typer.Exit(_become(command, env))
 
 
@@ -577,18 +621,21 @@ qa:
 
 
 def _init(name: str | None, from_: str | None, list_: bool, force: bool) -> None:
-    import yaml
-
     from promptopt.bundled import bundled_dir, bundled_templates, resolve_template
     from promptopt.errors import ConfigError
     from promptopt.files import atomic_write
+    from promptopt.yamlfile import load as load_yaml
 
     if list_:
+        from promptopt.safe import safe_text
+
         out = _out()
         for stem, path in bundled_templates().items():
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))  # bundled: validated by our tests
+            data = load_yaml(path.read_text(encoding="utf-8"))  # bundled: validated by our tests
             first = " ".join(str(data.get("requirements") or "").split())[:70]
-            out.print(f"[bold]{stem:<12}[/bold] {len(data.get('qa') or [])} questions  {first}")
+            line = safe_text(f"{stem:<12}", "bold")
+            line.append(safe_text(f" {len(data.get('qa') or [])} questions  {first}"))
+            out.print(line)
         return
     if name is None:
         name = Path(from_).stem if from_ else "template"
@@ -630,12 +677,16 @@ def cache_stats(json_out: JsonOut = False) -> None:
         if json_out:
             print(json.dumps(vars(stats), indent=2))
             return
+        from promptopt.safe import safe_text
+
         _out().print(
-            f"{stats.path}\n{stats.entries} responses, {stats.bytes / 1e6:.1f} MB, "
-            f"${stats.saved_usd:.4f} of calls replayable for free"
+            safe_text(
+                f"{stats.path}\n{stats.entries} responses, {stats.bytes / 1e6:.1f} MB, "
+                f"${stats.saved_usd:.4f} of calls replayable for free"
+            )
         )
         for model, n in sorted(stats.models.items()):
-            _out().print(f"  {model}: {n}")
+            _out().print(safe_text(f"  {model}: {n}"))
 
     guarded(go)
 
@@ -659,6 +710,18 @@ def _root(
     ] = False,
 ) -> None:
     """Optimize LLM prompts without labels."""
+
+
+class _PlainHelp(typer.core.TyperCommand):
+    """typer escapes '[' for rich even when rich help is off, so help read '\\[required]'; undo that."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        super().format_help(ctx, formatter)
+        formatter.buffer[:] = [part.replace("\\[", "[") for part in formatter.buffer]
+
+
+for _info in (*app.registered_commands, *cache_app.registered_commands):
+    _info.cls = _PlainHelp
 
 
 def main() -> None:

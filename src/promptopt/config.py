@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from promptopt.errors import ConfigError
 from promptopt.workspace import check_plain_name
+from promptopt.yamlfile import load as load_yaml
 
 ROLES = ("optimizer", "evaluator", "executor")
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -28,7 +29,7 @@ class RoleConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str = DEFAULT_MODEL
-    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    temperature: float = Field(0.0, ge=0.0, le=2.0, allow_inf_nan=False)
     api_base: str | None = None
     extra: dict[str, Any] = Field(default_factory=dict)
     # This role's reply cap; None uses the run's --max-reply-chars.
@@ -84,11 +85,11 @@ class RunConfig(BaseModel):
     max_rounds: int = Field(10, ge=1, le=1000)
     votes: int = Field(4, ge=1, le=64)
     concurrency: int = Field(8, ge=1, le=512)
-    timeout: float = Field(120.0, gt=0)
+    timeout: float = Field(120.0, gt=0, allow_inf_nan=False)
     max_attempts: int = Field(5, ge=1, le=20)
     optimizer_attempts: int = Field(3, ge=1, le=10)
-    retry_base: float = Field(1.0, ge=0, le=60)
-    budget_usd: float | None = Field(None, ge=0)
+    retry_base: float = Field(1.0, ge=0, le=60, allow_inf_nan=False)
+    budget_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
     max_calls: int | None = Field(None, ge=0)
     # Seconds for the whole run: no call starts after it, calls in flight end by it.
     deadline: float | None = Field(None, gt=0)
@@ -194,7 +195,7 @@ def find_config_file(cwd: Path, env: Mapping[str, str]) -> Path | None:
 
 def load_file_config(path: Path) -> FileConfig:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
     except yaml.YAMLError as exc:
@@ -253,9 +254,20 @@ def _file_layer(fc: FileConfig) -> dict[str, Any]:
     return layer
 
 
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    """A boolean variable: 1/true/yes/on or 0/false/no/off (or unset); anything else is an error."""
+    value = env.get(name, "").strip().lower()
+    if value not in _TRUE | _FALSE:
+        raise ConfigError(f"{name}={env[name]!r}: expected 1, true, yes, on or 0, false, no, off")
+    return value in _TRUE
+
+
 def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
     layer: dict[str, Any] = {k: env[var] for k, var in _ENV_SCALARS.items() if env.get(var)}
-    if env.get("PROMPTOPT_NO_CACHE", "").lower() in {"1", "true", "yes"}:
+    if env_flag(env, "PROMPTOPT_NO_CACHE"):
         layer["cache"] = False
     for role, short in _ENV_ROLE.items():
         values = {
@@ -293,7 +305,8 @@ def resolve_config(
     env = os.environ if env is None else env
     cwd = cwd or Path.cwd()
     path = find_config_file(cwd, env)
-    layers = [_file_layer(load_file_config(path)) if path else {}, _env_layer(env), _flag_layer(flags or {})]
+    flags = flags or {}
+    layers = [_file_layer(load_file_config(path)) if path else {}, _env_layer(env), _flag_layer(flags)]
     merged: dict[str, Any] = {}
     for role in ROLES:
         merged[role] = {"temperature": DEFAULT_TEMPERATURES[role]}
@@ -306,6 +319,105 @@ def resolve_config(
     try:
         return RunConfig.model_validate(merged)
     except ValidationError as exc:
-        from promptopt.template import format_validation_error
+        raise ConfigError(
+            "\n".join(dict.fromkeys(_one_error(err, flags, env, path, layers) for err in exc.errors(include_url=False)))
+        ) from None
 
-        raise ConfigError(format_validation_error("config", exc).replace("config: ", "", 1)) from None
+
+def config_files(env: Mapping[str, str] | None = None, cwd: Path | None = None) -> list[Path]:
+    """The config files `resolve_config` reads with this environment and directory (none or one)."""
+    path = find_config_file(cwd or Path.cwd(), os.environ if env is None else env)
+    return [path] if path else []
+
+
+_ENDPOINT_KEYS = ("api_base", "base_url")
+
+
+def endpoint_warnings(config: RunConfig, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> list[str]:
+    """A warning per endpoint that a config file found in the current directory sends calls (and keys) to.
+
+    The user's own config file and one named by PROMPTOPT_CONFIG are theirs; a promptopt.yaml in a
+    cloned repository is not, and your provider key goes wherever its api_base points.
+    """
+    from promptopt.secrets import redact
+
+    env = os.environ if env is None else env
+    cwd = cwd or Path.cwd()
+    files = config_files(env, cwd)
+    if not files or env.get("PROMPTOPT_CONFIG") or files[0].parent != cwd:
+        return []
+    layer = _file_layer(load_file_config(files[0]))
+    used: dict[str, list[str]] = {}
+    for role in ROLES:
+        final = config.role(role)
+        set_here = [layer[role].get("api_base"), *((layer[role].get("extra") or {}).get(k) for k in _ENDPOINT_KEYS)]
+        in_use = [final.api_base, *(final.extra.get(k) for k in _ENDPOINT_KEYS)]
+        for endpoint in set_here:
+            if isinstance(endpoint, str) and endpoint and endpoint in in_use:
+                used.setdefault(endpoint, []).append(role)
+    return [
+        f"{files[0].name} in the current directory sends the {', '.join(roles)} calls, with your API key, "
+        f"to {redact(endpoint)}; go on only if you trust that server (flags and PROMPTOPT_* variables override it)"
+        for endpoint, roles in used.items()
+    ]
+
+
+_FLAG_SHORT = {"optimizer": "opt", "evaluator": "eval", "executor": "exec"}
+_MESSAGES = {
+    "greater_than_equal": "must be at least {ge}",
+    "less_than_equal": "must be at most {le}",
+    "greater_than": "must be more than {gt}",
+    "less_than": "must be less than {lt}",
+    "finite_number": "must be a finite number",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "extra_forbidden": "is not an option",
+    "missing": "is required",
+}
+
+
+def _one_error(
+    err: Any, flags: Mapping[str, Any], env: Mapping[str, str], path: Path | None, layers: list[dict[str, Any]]
+) -> str:
+    """'--max-rounds must be at least 1', 'PROMPTOPT_VOTES=0 must be at least 1': named as the user set it."""
+    loc = [str(part) for part in err["loc"]]
+    ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in (err.get("ctx") or {}).items()}
+    message = _MESSAGES.get(err["type"], "").format(**ctx) or err["msg"].removeprefix("Value error, ")
+    return f"{_source(loc, flags, env, path, layers)} {' '.join(message.split())}"
+
+
+def _source(
+    loc: list[str], flags: Mapping[str, Any], env: Mapping[str, str], path: Path | None, layers: list[dict[str, Any]]
+) -> str:
+    """Where the value at `loc` came from: a flag, an environment variable, the config file, or a field."""
+    role, key = (loc[0], loc[1]) if loc[0] in ROLES and len(loc) > 1 else (None, loc[0])
+    file_layer, env_layer, flag_layer = layers
+    if role is None:
+        if key in flag_layer:
+            return "--no-cache" if key == "cache" else "--" + key.replace("_", "-")
+        if key in env_layer:
+            var = _ENV_SCALARS.get(key, "PROMPTOPT_NO_CACHE")
+            return f"{var}={env.get(var, '')}"
+        where = key
+    else:
+        short = _FLAG_SHORT[role]
+        if key in flag_layer.get(role, {}):
+            if key == "temperature":
+                return f"--{short}-temp"
+            if key == "api_base":
+                return "--api-base"
+            return f"--{short}-model" if flags.get(f"{short}_model") else "--model"
+        if key in env_layer.get(role, {}):
+            names = {"temperature": ["TEMP"], "model": ["MODEL"], "api_base": ["API_BASE"]}.get(key, [key.upper()])
+            for var in (f"PROMPTOPT_{short.upper()}_{names[0]}", f"PROMPTOPT_{names[0]}"):
+                if env.get(var):
+                    return f"{var}={env[var]}"
+        where = ".".join(loc)
+    if path is not None and (key in file_layer if role is None else key in file_layer.get(role, {})):
+        return f"{path.name}: {where}"
+    return where

@@ -25,8 +25,9 @@ from promptopt.errors import (
     LLMTransient,
     PromptoptError,
 )
-from promptopt.llm import LiteLLMClient, _import_litellm, redact, token_cost
-from promptopt.preflight import CONNECT_TIMEOUT, effective_api_base, free_problem, listening, provider_of, role_groups
+from promptopt.llm import LiteLLMClient, _import_litellm, token_cost
+from promptopt.preflight import CONNECT_TIMEOUT, endpoint_used, free_problem, listening, provider_of, role_groups
+from promptopt.secrets import redact
 
 CALL_TIMEOUT = 30.0
 PING = [{"role": "user", "content": "Reply with the single word: ok"}]
@@ -108,9 +109,7 @@ async def _check(
     litellm: Any, config: RunConfig, names: list[str], role: RoleConfig, timeout: float, api_keys: Mapping[str, str]
 ) -> RoleCheck:
     provider = provider_of(litellm, role)
-    check = RoleCheck(
-        role=names[0], model=role.model, provider=provider, api_base=effective_api_base(role.model, role.api_base)
-    )
+    check = RoleCheck(role=names[0], model=role.model, provider=provider, api_base=endpoint_used(litellm, role))
     check.usd_per_1k_prompt, check.usd_per_1k_completion = _price_per_1k(litellm, role.model)
     check.priced = check.usd_per_1k_prompt is not None
     key = api_keys.get(names[0])
@@ -171,7 +170,7 @@ async def check_models(config: RunConfig, api_keys: Mapping[str, str] | None = N
 
 
 def checks_json(checks: list[RoleCheck]) -> list[dict[str, Any]]:
-    return [asdict(c) for c in checks]
+    return [{**asdict(c), "api_base": redact(c.api_base) if c.api_base else None} for c in checks]
 
 
 def _price(c: RoleCheck) -> str:
@@ -187,6 +186,7 @@ def render_checks(checks: list[RoleCheck]) -> Any:
     from rich.text import Text
 
     from promptopt import local
+    from promptopt.safe import safe_text
 
     table = Table(show_edge=False, expand=False, pad_edge=False)
     table.add_column("role", no_wrap=True)
@@ -199,17 +199,17 @@ def render_checks(checks: list[RoleCheck]) -> Any:
     for c in checks:
         model = c.model + (f" ({c.provider})" if c.provider and not c.model.startswith(f"{c.provider}/") else "")
         if c.api_base:
-            model += f" @ {c.api_base}"
+            model += f" @ {redact(c.api_base)}"
         if c.ok:
             status = Text("ok" + (f" (= {c.same_as})" if c.same_as else ""), style="green")
         else:
             status = Text("FAIL" if c.called else "FAIL, not called", style="bold red")
             if c.same_as is None:
                 lines = [c.error] if c.error == c.diagnosis else [c.error, f"  → {c.diagnosis}"]
-                notes.append(Text(f"{c.role}: " + "\n".join(str(x) for x in lines), style="red"))
+                notes.append(safe_text(f"{c.role}: " + "\n".join(str(x) for x in lines), style="red"))
         latency = f"{c.latency_s:.2f} s" if c.latency_s is not None else "–"
         tokens = f"{c.prompt_tokens}/{c.completion_tokens}" if c.prompt_tokens is not None else "–"
-        table.add_row(c.role, model, status, latency, tokens, _price(c))
+        table.add_row(c.role, safe_text(model), status, latency, tokens, _price(c))
     parts: list[Any] = [table, *notes]
     if local.uses_local([c.model for c in checks]):
         parts.append(Text(local.DEMO_NOTE, style="yellow"))

@@ -28,6 +28,7 @@ from promptopt.errors import (
     TooManyErrors,
 )
 from promptopt.records import RoleUsage
+from promptopt.secrets import configured_secrets, redact, redact_secrets
 
 Messages = list[dict[str, Any]]
 
@@ -145,20 +146,6 @@ class Budget:
     def settle(self, estimate_usd: float, actual_usd: float) -> None:
         self.reserved = max(0.0, self.reserved - estimate_usd)
         self.spent += actual_usd
-
-
-_KEYISH = re.compile(r"(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._\-]+|key-[A-Za-z0-9]{16,})")
-
-
-def redact(text: str, secrets: Collection[str] = ()) -> str:
-    """Remove anything that looks like a credential, the values of *_KEY/_TOKEN variables, and `secrets`."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    for name, value in os.environ.items():
-        if value and len(value) >= 8 and re.search(r"(KEY|TOKEN|SECRET|PASSWORD)", name):
-            text = text.replace(value, "[redacted]")
-    return _KEYISH.sub("[redacted]", text)
 
 
 def _import_litellm() -> Any:
@@ -524,6 +511,9 @@ class LiteLLMClient:
                         f"{role} model {cfg.model}: reply of {len(text):,} characters is over the limit of "
                         f"{limit:,} (--max-reply-chars); not stored"
                     )
+                # A reply quoting a configured key must not reach the cache, results.json or a screen.
+                secrets = configured_secrets(extra=self._api_keys.values(), words=False)
+                text = redact_secrets(text, secrets)
             except asyncio.CancelledError:
                 raise
             except LLMError as exc:

@@ -34,10 +34,26 @@ def effective_api_base(model: str, api_base: str | None, env: Mapping[str, str] 
         return api_base
     env = os.environ if env is None else env
     prefix = provider_prefix(model).upper().replace("-", "_")
-    for var in (f"{prefix}_API_BASE", f"{prefix}_BASE_URL"):
+    names = [f"{prefix}_API_BASE", f"{prefix}_BASE_URL"]
+    if prefix == "OPENAI":  # litellm reads OPENAI_BASE_URL first
+        names.reverse()
+    for var in names:
         if env.get(var):
             return env[var]
     return None
+
+
+def endpoint_used(litellm: Any, role: RoleConfig) -> str | None:
+    """The base URL a role's calls go to: as `effective_api_base`, else the provider's fixed
+    endpoint litellm knows (None for the provider's default)."""
+    found = effective_api_base(role.model, role.api_base)
+    if found:
+        return found
+    try:
+        fixed = litellm.get_llm_provider(model=role.model)[3]
+    except Exception:
+        return None
+    return str(fixed) if fixed else None
 
 
 def _endpoint(api_base: str) -> tuple[str, int] | None:
@@ -117,10 +133,9 @@ def free_problem(litellm: Any, role: RoleConfig, keyed: bool = False) -> Problem
         return None
     missing = env.get("missing_keys") or []
     if missing and not env.get("keys_in_environment"):
-        names = ", ".join(missing)
         return Problem(
-            f"no API key: {names} is not set",
-            f"set {names} in the environment (or pass --api-base for a local server)",
+            "no API key",
+            f"set {' and '.join(missing)} in the environment, or pass --api-base for a local server",
         )
     return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -9,16 +10,24 @@ from rich.status import Status
 from rich.text import Text
 
 from promptopt.events import Events
-from promptopt.render import money, round_line
+from promptopt.render import money, plural, round_line
+from promptopt.safe import safe_text
 
 
 class CliEvents(Events):
     """A one-line live status (round, phase, calls, cost) and one printed line per round."""
 
-    def __init__(self, console: Console, quiet: bool = False, last_round: int | None = None) -> None:
+    def __init__(
+        self,
+        console: Console,
+        quiet: bool = False,
+        last_round: int | None = None,
+        config_files: list[Path] | None = None,
+    ) -> None:
         self.console = console
         self.quiet = quiet
         self.last_round = last_round
+        self.config_files = config_files or []
         self.round = 0
         self.phase_name = "starting"
         self.calls = 0
@@ -55,25 +64,38 @@ class CliEvents(Events):
             self.warning(template_change_warning(plan))
         if plan.model_changes:
             self.warning(model_change_warning(plan))
+        if plan.duplicate_rounds:
+            rounds = ", ".join(str(n) for n in plan.duplicate_rounds)
+            self.warning(
+                f"{plan.name}: results.json held round {rounds} more than once; kept the last entry "
+                f"of each, the whole file is saved as {plan.archived}"
+            )
         if self.quiet:
             return
-        if plan.archived:
-            self.console.print(f"[dim]kept a copy of the previous results in {plan.archived}[/dim]")
+        if plan.archived and not getattr(plan, "duplicate_rounds", None):
+            self.console.print(safe_text(f"kept a copy of the previous results in {plan.archived}", "dim"))
         if plan.first_round > plan.last_round:
             self.console.print(
-                f"{plan.name}: nothing to do, rounds up to {plan.last_round} are complete "
-                f"(raise --max-rounds to continue)"
+                safe_text(
+                    f"{plan.name}: nothing to do, rounds up to {plan.last_round} are complete "
+                    f"(raise --max-rounds to continue)"
+                )
             )
         elif plan.resumed:
-            self.console.print(f"{plan.name}: resuming at round {plan.first_round} of {plan.last_round}")
+            self.console.print(safe_text(f"{plan.name}: resuming at round {plan.first_round} of {plan.last_round}"))
         else:
             models = plan.models
             same = len(set(models.values())) == 1
             who = models["executor"] if same else ", ".join(f"{k} {v}" for k, v in models.items())
             self.console.print(
-                f"{plan.name}: {plan.strategy} on {plan.questions} questions, {plan.last_round} rounds, {who}"
-                + (f", seed {plan.seed}" if plan.seed is not None else "")
+                safe_text(
+                    f"{plan.name}: {plan.strategy} on {plural(plan.questions, 'question')}, "
+                    f"{plural(plan.last_round, 'round')}, {who}"
+                    + (f", seed {plan.seed}" if plan.seed is not None else "")
+                )
             )
+        if self.config_files:
+            self.console.print(safe_text(f"config: {', '.join(str(p) for p in self.config_files)}", "dim"))
 
     def phase(self, round_number: int, phase: str) -> None:
         self.round, self.phase_name = round_number, phase
@@ -93,7 +115,7 @@ class CliEvents(Events):
             self.console.print(round_line(record, self.last_round))
 
     def warning(self, message: str) -> None:
-        self.console.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
+        self.console.print(safe_text(f"warning: {message}", "yellow"), soft_wrap=True)
 
 
 def model_change_warning(plan: Any) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,44 +12,98 @@ import yaml
 from promptopt.errors import TemplateError, WorkspaceError
 from promptopt.template import Template, load_template
 from promptopt.workspace import Workspace
+from promptopt.yamlfile import load as load_yaml
 
 
 def resolve_prompt(spec: str) -> tuple[str, Template | None]:
-    """(prompt text, the run's template when the spec names a workspace round)."""
+    """(prompt text, the run's template when the spec names a workspace round).
+
+    Forms, tried in this order: `text:ANY TEXT`, `file:PATH`, `WORKSPACE/NAME:ROUND` (or `NAME:ROUND`
+    in the default workspace), a file that exists, else the text itself. A single word that looks
+    like a reference (`x/y`, `name.txt`, `name:3`) but names nothing is an error, not a prompt.
+    """
+    if spec.startswith("text:"):
+        return _nonempty(spec[len("text:") :], spec), None
+    if spec.startswith("file:"):
+        return _read_prompt(Path(spec[len("file:") :]).expanduser(), spec), None
     head, sep, tail = spec.rpartition(":")
-    if sep and tail.strip().isdigit() and head:
-        ws = Workspace.from_path(head)
-        if ws.exists():
-            number = int(tail)
-            record = next((r for r in ws.load() if r.round == number), None)
-            if record is None:
-                raise WorkspaceError(f"{spec}: {head} has no round {number}")
-            if not record.prompt.strip():
-                raise WorkspaceError(f"{spec}: round {number} has no prompt (the round failed: {record.error})")
-            template = None
-            if ws.template_path.is_file():
-                template, _ = load_template(ws.template_path)
-            return record.prompt, template
-        raise WorkspaceError(f"{spec}: {head} is not a workspace (no prompts/results.json)")
-    path = Path(spec)
+    if sep and head and tail.strip().isdigit():
+        from promptopt.api import find_workspace
+
+        try:
+            ws = find_workspace(head)
+        except WorkspaceError:
+            if not _one_word(head):  # "aspect ratio 16:9" is a sentence, not a reference
+                return _nonempty(spec, spec), None
+            raise WorkspaceError(
+                f"{spec}: {head} is not a workspace run (no prompts/results.json); "
+                f"to use these words as the prompt, write text:{spec}"
+            ) from None
+        return _round_prompt(ws, int(tail), spec)
     if len(spec) < 4096 and "\n" not in spec:
         try:
-            if path.is_file():
-                return path.read_text(encoding="utf-8"), None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TemplateError(f"{spec}: cannot read ({exc})") from None
-    if not spec.strip():
-        raise TemplateError("compare: a prompt is empty")
-    return spec, None
+            is_file = Path(spec).expanduser().is_file()
+        except OSError:  # a name too long for the file system: text
+            is_file = False
+        if is_file:
+            return _read_prompt(Path(spec).expanduser(), spec), None
+        if _looks_like_path(spec):
+            raise TemplateError(
+                f"{spec}: no such file; to use these words as the prompt, write text:{spec} (or file:PATH for a file)"
+            )
+    return _nonempty(spec, spec), None
+
+
+def _one_word(text: str) -> bool:
+    return bool(text.strip()) and not any(c.isspace() for c in text.strip())
+
+
+def _looks_like_path(spec: str) -> bool:
+    """One word with a folder separator or a file extension ('prompts/b', 'best.txt')."""
+    word = spec.strip()
+    return _one_word(word) and (
+        "/" in word or "\\" in word or re.search(r"\.[A-Za-z][A-Za-z0-9]{0,7}$", word) is not None
+    )
+
+
+def _nonempty(text: str, spec: str) -> str:
+    if not text.strip():
+        raise TemplateError(f"compare: prompt {spec!r} is empty")
+    return text
+
+
+def _read_prompt(path: Path, spec: str) -> str:
+    try:
+        return _nonempty(path.read_text(encoding="utf-8"), spec)
+    except FileNotFoundError:
+        raise TemplateError(f"{spec}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{spec}: cannot read ({exc})") from None
+
+
+def _round_prompt(ws: Workspace, number: int, spec: str) -> tuple[str, Template | None]:
+    record = next((r for r in ws.load() if r.round == number), None)
+    if record is None:
+        raise WorkspaceError(f"{spec}: {ws.root} has no round {number}")
+    if not record.prompt.strip():
+        raise WorkspaceError(f"{spec}: round {number} has no prompt (the round failed: {record.error})")
+    template = None
+    if ws.template_path.is_file():
+        template, _ = load_template(ws.template_path)
+    return record.prompt, template
 
 
 def _item(entry: Any, source: str, i: int) -> tuple[str, str | None]:
     if isinstance(entry, str):
+        if not entry.strip():
+            raise TemplateError(f"{source}: item {i}: the question is empty")
         return entry, None
     if isinstance(entry, dict):
         q = entry.get("question", entry.get("input"))
         a = entry.get("answer", entry.get("target"))
-        if isinstance(q, str) and q.strip():
+        if isinstance(q, str) and not q.strip():
+            raise TemplateError(f"{source}: item {i}: the question is empty")
+        if isinstance(q, str):
             return q, (str(a).strip() if a not in (None, "", "None") else None)
     raise TemplateError(f"{source}: item {i}: expected a string or a mapping with 'question'")
 
@@ -71,7 +126,7 @@ def load_questions(path: Path) -> tuple[list[str], list[str | None]]:
                     raise TemplateError(f"{source}: line {n}: invalid JSON ({exc.msg})") from None
     else:
         try:
-            data = yaml.safe_load(text)  # JSON is YAML
+            data = load_yaml(text)  # JSON is YAML
         except yaml.YAMLError as exc:
             raise TemplateError(f"{source}: invalid YAML/JSON: {getattr(exc, 'problem', exc)}") from None
         if isinstance(data, dict):

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from promptopt.diff import word_diff
 from promptopt.records import RoleUsage, RoundRecord, sum_usage
+from promptopt.safe import clean, safe_text
 
 if TYPE_CHECKING:
     from promptopt.engine.compare import CompareResult
@@ -36,10 +37,15 @@ def money(value: float, unpriced: bool = False) -> str:
     return text + ("*" if unpriced else "")
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 question', '3 questions'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def diff_text(old: str, new: str) -> Text:
     """Word diff with git's plain markers ([-removed-] {+added+}), coloured on a terminal."""
     text = Text()
-    for chunk in word_diff(old, new):
+    for chunk in word_diff(clean(old), clean(new)):
         if chunk.op == "equal":
             text.append(chunk.text)
             continue
@@ -83,7 +89,7 @@ def round_line(record: RoundRecord, last_round: int | None = None) -> Text:
     if record.duration_s is not None:
         details.append(f"{record.duration_s:.1f}s")
     line.append(" · " + " · ".join(details), style="dim")
-    note = " ".join((record.error or record.modification or "").split())
+    note = " ".join(clean(record.error or record.modification or "").split())
     limit = 240 if record.error else 90  # an error's useful part is often at its end
     if note:
         line.append(
@@ -125,7 +131,7 @@ def usage_table(usage: dict[str, RoleUsage], title: str = "Usage") -> Table:
 def run_summary(result: RunResult) -> RenderableType:
     best, initial = result.best, result.initial
     header = Text()
-    header.append(f"{result.name}: ", style="bold")
+    header.append(f"{clean(result.name)}: ", style="bold")
     stopped = {
         "completed": "completed",
         "budget": "stopped by budget",
@@ -134,10 +140,10 @@ def run_summary(result: RunResult) -> RenderableType:
     }
     header.append(stopped.get(result.stopped, result.stopped))
     if result.message:
-        header.append(f" ({result.message})", style="yellow")
+        header.append(f" ({clean(result.message)})", style="yellow")
     header.append(f"; best round {best.round} of {result.records[-1].round}; {result.seconds:.1f}s")
     parts: list[RenderableType] = [header]
-    parts.append(Panel(Text(best.prompt.strip()), title=f"best prompt (round {best.round})", title_align="left"))
+    parts.append(Panel(safe_text(best.prompt.strip()), title=f"best prompt (round {best.round})", title_align="left"))
     if best.round != initial.round:
         parts.append(
             Panel(
@@ -148,11 +154,11 @@ def run_summary(result: RunResult) -> RenderableType:
         )
     parts.append(usage_table(result.usage, "This run"))
     for warning in result.warnings:
-        parts.append(Text(f"warning: {warning}", style="yellow"))
+        parts.append(safe_text(f"warning: {warning}", "yellow"))
     t = sum_usage(result.usage)
     if t.unpriced:
         parts.append(Text("Some models have no price in litellm's table: their cost shows as $0.", style="dim"))
-    parts.append(Text(f"Workspace: {result.workspace}", style="dim"))
+    parts.append(safe_text(f"Workspace: {result.workspace}", style="dim"))
     return Group(*parts)
 
 
@@ -240,8 +246,8 @@ def rounds_table(records: list[RoundRecord], best_round: int | None) -> Table:
             "yes" if r.succeed else "no",
             str(r.tokens),
             money(r.cost_usd, r.total_usage.unpriced) if r.usage else "",
-            *([models_changed(first, r.models)] if mixed else []),
-            " ".join(r.prompt.split()),
+            *([safe_text(models_changed(first, r.models))] if mixed else []),
+            safe_text(" ".join(r.prompt.split())),
         )
     return table
 
@@ -257,11 +263,11 @@ def round_detail(record: RoundRecord, base: RoundRecord | None) -> RenderableTyp
         head.append(f"  base round {base.round}")
     parts.append(head)
     if record.models:
-        parts.append(Text(f"models: {models_text(record.models)}", style="dim"))
+        parts.append(safe_text(f"models: {models_text(record.models)}", "dim"))
     if record.error:
-        parts.append(Text(f"error: {record.error}", style="red"))
+        parts.append(safe_text(f"error: {record.error}", style="red"))
     if record.modification:
-        parts.append(Text(f"modification: {record.modification}", style="italic"))
+        parts.append(safe_text(f"modification: {record.modification}", style="italic"))
     if not record.prompt.strip():
         parts.append(Text("no candidate prompt was produced in this round", style="dim"))
     elif base is not None:
@@ -273,14 +279,14 @@ def round_detail(record: RoundRecord, base: RoundRecord | None) -> RenderableTyp
             )
         )
     else:
-        parts.append(Panel(Text(record.prompt.strip()), title="prompt", title_align="left"))
+        parts.append(Panel(safe_text(record.prompt.strip()), title="prompt", title_align="left"))
     state = strategy_state(record)
     if state is not None:
         parts.append(state)
     for i, vote in enumerate(record.votes, 1):
         order = "candidate shown as A" if vote.swapped else "candidate shown as B"
         body = vote.analysis or vote.error or ""
-        parts.append(Panel(Text(body.strip()), title=f"judge {i} {vote.mark} ({order})", title_align="left"))
+        parts.append(Panel(safe_text(body.strip()), title=f"judge {i} {vote.mark} ({order})", title_align="left"))
     table = Table(title="answers", title_justify="left", show_lines=True)
     table.add_column("question", ratio=1)
     if base is not None:
@@ -293,7 +299,7 @@ def round_detail(record: RoundRecord, base: RoundRecord | None) -> RenderableTyp
             b = base_answers.get(a.question)
             cells.append((b.answer if b and b.error is None else f"[failed] {b.error}" if b else "").strip())
         cells.append(a.answer.strip() if a.error is None else f"[failed] {a.error}")
-        table.add_row(*cells)
+        table.add_row(*(safe_text(cell) for cell in cells))
     if record.answers:
         parts.append(table)
     return Group(*parts)
@@ -303,38 +309,48 @@ def strategy_state(record: RoundRecord) -> RenderableType | None:
     """GPO's candidates or Dual-Phase's rewritten sentence and weights, when the round has them."""
     state = record.state or {}
     if isinstance(state.get("candidates"), list):
-        table = Table(
-            title=f"GPO candidates (edit budget {state.get('edit_budget')} words, "
-            f"retrieval {state.get('retrieval')}, base score {state.get('base_score')})",
-            title_justify="left",
-            show_edge=False,
+        title = (
+            f"GPO candidates (edit budget {state.get('edit_budget')} words, "
+            f"retrieval {state.get('retrieval')}, base score {state.get('base_score')})"
         )
+        table = Table(title=safe_text(title), title_justify="left", show_edge=False)
         for col in ("#", "score", "votes", "edits", "accepted", "prompt"):
             table.add_column(col, no_wrap=col != "prompt", overflow="ellipsis")
         for i, c in enumerate(state["candidates"], 1):
-            score = c.get("score")
+            if not isinstance(c, dict):  # results.json is outside input: skip what we did not write
+                continue
             table.add_row(
                 str(i),
-                "" if score is None else f"{score:.2f}",
-                c.get("votes", ""),
-                str(c.get("edit_distance", "")),
+                _number(c.get("score"), ".2f"),
+                safe_text(c.get("votes", "")),
+                safe_text(c.get("edit_distance", "")),
                 "yes" if c.get("accepted") else "",
-                c.get("error") or " ".join(str(c.get("prompt", "")).split())[:120],
+                safe_text(c.get("error") or " ".join(str(c.get("prompt", "")).split())[:120]),
             )
         return table
     if "old_sentence" in state:
+        picked = state.get("picked", 0)
+        sentence = int(picked) + 1 if _number(picked, "g").lstrip("-").isdigit() else "?"
         text = Text()
         text.append(
-            f"rewrote sentence {int(state.get('picked', 0)) + 1} "
-            f"(p={float(state.get('probability', 0)):.2f}, reward {float(state.get('reward', 0)):+.2f})\n"
+            f"rewrote sentence {sentence} "
+            f"(p={_number(state.get('probability', 0), '.2f')}, reward {_number(state.get('reward', 0), '+.2f')})\n"
         )
-        text.append(f"- {state.get('old_sentence', '')}\n", style="red")
+        text.append(f"- {clean(state.get('old_sentence', ''))}\n", style="red")
         if state.get("new_sentence"):
-            text.append(f"+ {state.get('new_sentence')}\n", style="green")
-        weights = state.get("weights") or []
-        text.append("weights: " + " ".join(f"{float(w):.2f}" for w in weights), style="dim")
+            text.append(f"+ {clean(state.get('new_sentence'))}\n", style="green")
+        weights = state.get("weights")
+        weights = weights if isinstance(weights, list) else []
+        text.append("weights: " + " ".join(_number(w, ".2f") or "?" for w in weights), style="dim")
         return Panel(text, title="Dual-Phase", title_align="left")
     return None
+
+
+def _number(value: object, spec: str) -> str:
+    """A number from results.json formatted, or '' when it is not one."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return ""
 
 
 def estimate_table(est: Estimate) -> RenderableType:
@@ -372,7 +388,12 @@ def compare_table(result: CompareResult) -> RenderableType:
         table.add_column("B ok")
     for i, q in enumerate(result.questions, 1):
         style = {"B": "green", "A": "yellow", "tie": "dim"}[q.verdict]
-        row: list[str | Text] = [str(i), " ".join(q.question.split()), q.marks, Text(q.verdict_label, style=style)]
+        row: list[str | Text] = [
+            str(i),
+            safe_text(" ".join(q.question.split())),
+            q.marks,
+            Text(q.verdict_label, style=style),
+        ]
         if result.metric:
             row += ["✓" if q.a_correct else "✗", "✓" if q.b_correct else "✗"]
         table.add_row(*row)
@@ -383,6 +404,6 @@ def compare_table(result: CompareResult) -> RenderableType:
         style="bold",
     )
     if result.metric and result.a_accuracy is not None:
-        summary.append(f"\naccuracy ({result.metric}): A {result.a_accuracy:.0%}, B {result.b_accuracy:.0%}")
+        summary.append(f"\naccuracy ({clean(result.metric)}): A {result.a_accuracy:.0%}, B {result.b_accuracy:.0%}")
     summary.append(f"\ncalls {result.calls}, cost {money(result.cost_usd, result.unpriced)}", style="dim")
     return Group(table, summary)

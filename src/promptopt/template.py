@@ -11,18 +11,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from promptopt.bundled import bundled_dir, bundled_templates, resolve_template  # noqa: F401 - re-exported
 from promptopt.errors import TemplateError
+from promptopt.yamlfile import StrictLoader
 
 MAX_TEMPLATE_BYTES = 1_000_000
 _NONE_STRINGS = {"", "none", "null", "~"}
 
 
-class TemplateLoader(yaml.SafeLoader):
-    """Safe YAML where only true/false are booleans: `answer: Yes` stays the text "Yes"."""
+class TemplateLoader(StrictLoader):
+    """Strict safe YAML where only true/false are booleans: `answer: Yes` stays the text "Yes"."""
 
 
 TemplateLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    for first, resolvers in StrictLoader.yaml_implicit_resolvers.items()
 }
 TemplateLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")

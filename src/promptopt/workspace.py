@@ -31,7 +31,10 @@ except ImportError:  # pragma: no cover - Windows
 
 def check_plain_name(name: str) -> str:
     """A run name is one folder: no separators, no '..', nothing that escapes the workspace."""
-    if not name or name in {".", ".."} or any(c in name for c in "/\\\0:") or name.strip() != name:
+    if not name.isprintable():  # control characters would reach terminals and file names
+        shown = name.encode("unicode_escape").decode("ascii")
+        raise ValueError(f"'{shown}' must be a plain name (no control or invisible characters)")
+    if not name or name in {".", ".."} or any(c in name for c in "/\\:") or name.strip() != name:
         raise ValueError(f"'{name}' must be a plain name (no path separators)")
     return name
 
@@ -60,6 +63,8 @@ class Workspace:
         self.results_path = self.prompts / "results.json"
         # The template of the latest run, so `compare WORKSPACE/NAME:ROUND` knows the questions.
         self.template_path = self.root / "template.yaml"
+        # Rounds that results.json held more than once at the last load() (the last entry is kept).
+        self.duplicate_rounds: list[int] = []
 
     @classmethod
     def from_path(cls, path: str | Path) -> Workspace:
@@ -106,7 +111,8 @@ class Workspace:
                 loc = ".".join(str(p) for p in first["loc"])
                 raise WorkspaceError(f"{self.results_path}: [{i}].{loc}: {first['msg']}") from None
         numbers = [r.round for r in records]
-        if len(numbers) != len(set(numbers)):
+        self.duplicate_rounds = sorted({n for n in numbers if numbers.count(n) > 1})
+        if self.duplicate_rounds:
             # SPO can write a round twice; the last entry for a round wins, as in SPO's own reading.
             unique: dict[int, RoundRecord] = {}
             for record in records:

@@ -86,6 +86,73 @@ def _price_table() -> dict[str, Any]:
     return {}
 
 
+def prompt_tokens(template: Template, answer: int) -> dict[str, int]:
+    """Estimated prompt tokens of one call per role, for answers of `answer` tokens (executor: the mean)."""
+    questions = [item.question for item in template.qa]
+    fake = [AnswerRecord(question=x, answer="x" * answer * 4) for x in questions]
+    executor = sum(messages_tokens(executor_messages(template.prompt, x)) for x in questions) / len(questions)
+    optimizer = render(
+        "optimizer",
+        requirements=template.requirements,
+        prompt=template.prompt,
+        answers=format_qa_block(questions, fake, template.golden),
+        count_rule=count_rule(template.count),
+    )
+    judge = judge_messages(template.requirements, comparison_block(questions, template.golden, fake, fake))
+    return {
+        "optimizer": messages_tokens([{"role": "user", "content": optimizer}]),
+        "executor": int(executor),
+        "evaluator": messages_tokens(judge),
+    }
+
+
+# Assumed for models litellm's table has no context window for: small enough to warn early.
+DEFAULT_CONTEXT_TOKENS = 8192
+
+
+def context_window(model: str) -> int | None:
+    """Input tokens the model accepts, from litellm's bundled table (the embedded model: its n_ctx)."""
+    from promptopt import local
+
+    if local.uses_local([model]):
+        return local.N_CTX
+    table = _price_table()
+    bare = model.split("/", 1)[1] if "/" in model else model
+    for key in (model, bare):
+        entry = table.get(key)
+        size = entry.get("max_input_tokens") if isinstance(entry, dict) else None
+        if isinstance(size, (int, float)) and not isinstance(size, bool) and size > 0:
+            return int(size)
+    return None
+
+
+def context_warnings(template: Template, config: RunConfig) -> list[str]:
+    """Calls whose prompt will not fit the model's context window, found before anything is spent.
+
+    The judge and the optimizer see every question with its answers at once: a template with
+    thousands of questions makes prompts of megabytes.
+    """
+    prompts = prompt_tokens(template, _answer_tokens(template))
+    warnings = []
+    for role, what in (("evaluator", "judge"), ("optimizer", "optimizer")):
+        model = config.role(role).model
+        window = context_window(model)
+        limit = window or DEFAULT_CONTEXT_TOKENS
+        if prompts[role] <= limit:
+            continue
+        known = (
+            f"{model}'s context window of {window:,} tokens"
+            if window
+            else f"the {limit:,} tokens assumed for {model} (litellm's table has no context window for it)"
+        )
+        warnings.append(
+            f"each {what} prompt is ~{prompts[role]:,} tokens ({len(template.qa):,} questions with their answers), "
+            f"more than {known}: those calls will likely fail; use fewer or shorter questions, or a model with a "
+            f"larger context window"
+        )
+    return warnings
+
+
 def estimate_run(
     template: Template,
     config: RunConfig,
@@ -103,31 +170,12 @@ def estimate_run(
     q = len(template.qa)
     seen = observed_completions(records, averages or {})
     answer = int(seen.get("executor", _answer_tokens(template)))
-    questions = [item.question for item in template.qa]
-    fake = [AnswerRecord(question=x, answer="x" * answer * 4) for x in questions]
     prompt_len = max(estimate_tokens(template.prompt), 60)
-    exec_prompt = sum(messages_tokens(executor_messages(template.prompt, x)) for x in questions) / q
-    opt_prompt = messages_tokens(
-        [
-            {
-                "role": "user",
-                "content": render(
-                    "optimizer",
-                    requirements=template.requirements,
-                    prompt=template.prompt,
-                    answers=format_qa_block(questions, fake, template.golden),
-                    count_rule=count_rule(template.count),
-                ),
-            }
-        ]
-    )
-    judge_prompt = messages_tokens(
-        judge_messages(template.requirements, comparison_block(questions, template.golden, fake, fake))
-    )
+    prompts = prompt_tokens(template, answer)
     per_call = {
-        "optimizer": (opt_prompt, int(seen.get("optimizer", prompt_len + 250))),
-        "executor": (int(exec_prompt), answer),
-        "evaluator": (judge_prompt, int(seen.get("evaluator", 200))),
+        "optimizer": (prompts["optimizer"], int(seen.get("optimizer", prompt_len + 250))),
+        "executor": (prompts["executor"], answer),
+        "evaluator": (prompts["evaluator"], int(seen.get("evaluator", 200))),
     }
     totals = {role: RoleEstimate() for role in ROLES}
     # Strategies drop judge calls when a metric decides: tell them whether one will.

@@ -87,8 +87,9 @@ def open_run(template: Template, config: RunConfig, workspace: Workspace, models
     check_strategy(records, config.strategy)
     kept, next_round = resume_point(records, config.initial_round)
     archived = None
-    if len(kept) != len(records):
-        archived = workspace.archive_results("before-initial-round")
+    if len(kept) != len(records) or workspace.duplicate_rounds:
+        tag = "before-initial-round" if len(kept) != len(records) else "with-duplicate-rounds"
+        archived = workspace.archive_results(tag)
         workspace.write_results(kept)
     seed = run_seed(kept, config.seed)
     previous = workspace.read_template() if kept else None
@@ -108,6 +109,7 @@ def open_run(template: Template, config: RunConfig, workspace: Workspace, models
         changes,
         model_changes(kept, models),
         seed,
+        workspace.duplicate_rounds,
     )
     return OpenRun(kept, next_round, plan)
 

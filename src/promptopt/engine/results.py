@@ -25,6 +25,8 @@ class RunPlan:
     # Roles whose model differs from the one the kept rounds ran with ("executor: a → b").
     model_changes: list[str] = field(default_factory=list)
     seed: int | None = None
+    # Rounds results.json held more than once: the file was archived, then rewritten with the last of each.
+    duplicate_rounds: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -17,8 +17,8 @@ from promptopt.bundled import bundled_templates
 from promptopt.config import ROLES, RunConfig
 from promptopt.engine.strategies import STRATEGIES
 from promptopt.errors import PromptoptError
-from promptopt.llm import redact
 from promptopt.render import money, verdict_label
+from promptopt.secrets import redact
 from promptopt.template import dump_template, load_template, parse_template
 from promptopt.ui import paths
 from promptopt.ui import session as ui

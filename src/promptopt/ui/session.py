@@ -27,8 +27,8 @@ from promptopt.config import ROLES, RunConfig
 from promptopt.diff import word_diff
 from promptopt.errors import ConfigError, Interrupted, PromptoptError, TemplateError
 from promptopt.events import Events
-from promptopt.llm import redact
 from promptopt.records import RoundRecord, best_round
+from promptopt.secrets import redact
 from promptopt.template import QA, Template, format_validation_error
 from promptopt.workspace import check_plain_name
 
