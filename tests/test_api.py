@@ -57,7 +57,9 @@ def test_doc_example_runs_against_the_stub(stub: Any, tmp_path: Path, monkeypatc
 def test_optimize_returns_the_result_and_reports_through_events_only(tmp_path: Path, capsys) -> None:
     seen: list[tuple[str, object]] = []
     llm = FakeLLM()
-    result = optimize(TEMPLATE, config(tmp_path, max_rounds=3), llm=llm, events=lambda n, p: seen.append((n, p)))
+    result = optimize(
+        TEMPLATE, config(tmp_path, max_rounds=3, max_votes=4), llm=llm, events=lambda n, p: seen.append((n, p))
+    )
     assert [r.round for r in result.records] == [1, 2, 3]
     assert result.calls == llm.calls() == 3 + 2 * (1 + 3 + 4)
     names = [n for n, _ in seen]
@@ -160,8 +162,8 @@ def test_answer_tries_a_prompt_on_a_new_question() -> None:
 
 
 def test_estimate_counts_calls_without_calling(tmp_path: Path) -> None:
-    est = estimate(TEMPLATE, config(tmp_path, max_rounds=10))
-    assert est.calls == 75
+    est = estimate(TEMPLATE, config(tmp_path, max_rounds=10, accept="majority", confirm=False))
+    assert est.calls == est.worst_calls == 75
 
 
 def test_load_config_takes_cli_flag_names(tmp_path: Path) -> None:

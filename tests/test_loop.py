@@ -42,12 +42,20 @@ def judge_for_candidate(wins: list[bool | None]) -> list[str]:
 
 
 def test_ten_rounds_make_exactly_75_calls(tmp_path: Path) -> None:
+    """SPO's own rule (--accept majority --no-confirm) reproduces the paper's call count."""
     llm = FakeLLM()
-    result = run(llm, tmp_path, max_rounds=10)
+    result = run(llm, tmp_path, max_rounds=10, accept="majority", confirm=False)
     assert [r.round for r in result.records] == list(range(1, 11))
     assert llm.calls() == 3 + 9 * (1 + 3 + 4)
     assert llm.calls("executor") == 3 + 9 * 3
     assert result.calls == 75
+
+
+def test_max_votes_equal_to_votes_keeps_todays_call_totals(tmp_path: Path) -> None:
+    """The paired rule with --max-votes = --votes asks for exactly --votes votes a round."""
+    llm = FakeLLM()  # the fake judge always says B: every pair ties, the most undecided judge there is
+    result = run(llm, tmp_path, max_rounds=10, votes=4, max_votes=4, confirm=False)
+    assert llm.calls() == result.calls == 75
 
 
 def test_round_one_runs_the_initial_prompt_and_succeeds(tmp_path: Path) -> None:
@@ -63,7 +71,7 @@ def test_round_one_runs_the_initial_prompt_and_succeeds(tmp_path: Path) -> None:
 
 def test_votes_are_balanced_and_judge_never_sees_prompts(tmp_path: Path) -> None:
     llm = FakeLLM({"optimizer": ["<prompt>Candidate prompt SECRETWORD.</prompt>"]})
-    run(llm, tmp_path, max_rounds=2, votes=4)
+    run(llm, tmp_path, max_rounds=2, votes=4, max_votes=4)
     judged = [m[0]["content"] for role, m, _ in llm.history if role == "evaluator"]
     assert len(judged) == 4
     for text in judged:
@@ -78,7 +86,7 @@ def test_swapped_votes_show_the_candidate_first(tmp_path: Path) -> None:
         return "CANDIDATE" if messages[0]["content"].startswith("New") else "BASE"
 
     llm = FakeLLM({"optimizer": ["<prompt>New prompt</prompt>"], "executor": [executor] * 6})
-    run(llm, tmp_path, max_rounds=2, votes=4)
+    run(llm, tmp_path, max_rounds=2, votes=4, max_votes=4)
     judged = [m[0]["content"] for role, m, _ in llm.history if role == "evaluator"]
     first_is_candidate = ["A: CANDIDATE" in j for j in judged]
     assert first_is_candidate == [False, True, False, True]
@@ -96,8 +104,9 @@ def test_swapped_votes_show_the_candidate_first(tmp_path: Path) -> None:
     ],
 )
 def test_win_rule(tmp_path: Path, votes: list[bool | None], expected: bool) -> None:
+    """SPO's majority rule, kept as --accept majority."""
     llm = FakeLLM({"evaluator": judge_for_candidate(votes)})
-    result = run(llm, tmp_path, max_rounds=2, votes=4)
+    result = run(llm, tmp_path, max_rounds=2, votes=4, accept="majority", confirm=False)
     second = result.records[1]
     assert second.succeed is expected
     assert second.verdict == ("win" if expected else "lose")
@@ -206,7 +215,7 @@ def test_changed_questions_re_execute_the_base_prompt(tmp_path: Path) -> None:
 
 
 def test_per_round_usage_and_models_are_recorded(tmp_path: Path) -> None:
-    result = run(FakeLLM(), tmp_path, max_rounds=2)
+    result = run(FakeLLM(), tmp_path, max_rounds=2, max_votes=4)
     second = result.records[1]
     assert second.usage["optimizer"].calls == 1
     assert second.usage["executor"].calls == 3

@@ -1,22 +1,18 @@
-"""Ground-truth metrics, the two kinds of score, and accuracies in `compare`."""
+"""Ground-truth metrics and accuracies in `compare` (the acceptance rules: test_acceptance.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 from pathlib import Path
 
 import pytest
 
-from promptopt.config import RunConfig
 from promptopt.engine.compare import compare_prompts
 from promptopt.engine.metrics import extract_choice, get_metric, last_number
-from promptopt.engine.scoring import SELF_SCORE, Scorer, accuracy_of, correct_marks, vote_share
-from promptopt.engine.strategies.base import RunContext
 from promptopt.errors import TemplateError
 from promptopt.records import AnswerRecord
-from promptopt.template import Template, parse_template
+from promptopt.template import parse_template
 from tests.conftest import FakeLLM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,75 +101,6 @@ def test_the_documented_navigate_metric_works() -> None:
     assert not score("I must answer yes or no. Net displacement is 2, so the answer is No.", "Yes")
 
 
-# --- the two kinds of score --------------------------------------------------------------------
-
-
-def test_accuracy_counts_referenced_questions_and_failed_answers_as_wrong() -> None:
-    exact = get_metric("exact")
-    got = answers("yes", "no", None, "maybe")
-    golden = ["yes", "yes", "no", None]
-    assert correct_marks(got, golden, exact) == [True, False, False, None]
-    assert accuracy_of(got, golden, exact) == pytest.approx(1 / 3)
-    assert accuracy_of(got, [None] * 4, exact) is None
-
-
-def template(metric: str | None) -> Template:
-    text = "prompt: p\nqa:\n  - question: q0\n    answer: 'yes'\n  - question: q1\n    answer: 'no'\n"
-    return parse_template(text + (f"metric: {metric}\n" if metric else ""), "T.yaml")
-
-
-def scorer(metric: str | None, evaluator: list[str] | None = None, votes: int = 4) -> tuple[Scorer, FakeLLM]:
-    llm = FakeLLM({"evaluator": evaluator or []})
-    ctx = RunContext(template(metric), RunConfig(votes=votes), llm, rng=random.Random(0))
-    return Scorer(ctx), llm
-
-
-def test_the_self_supervised_score_is_the_share_of_valid_votes_won() -> None:
-    # Votes alternate: candidate as B, then as A. Won, won, lost, abstained.
-    s, llm = scorer(None, [VOTE.format("B"), VOTE.format("A"), VOTE.format("A"), "no verdict"])
-    result = asyncio.run(s.score(answers("x", "y"), answers("x2", "y2")))
-    assert result.kind == "votes"
-    assert result.score == pytest.approx(2 / 3)
-    assert result.beats_current  # 2 wins > 1 loss among 3 valid votes (at least 2 needed)
-    assert result.base_score == SELF_SCORE
-    assert len(result.votes) == 4 and llm.calls("evaluator") == 4
-    assert s.initial_score(answers("x", "y")) == SELF_SCORE
-
-
-def test_vote_share_of_all_abstentions_is_zero() -> None:
-    s, _ = scorer(None, ["?"] * 4)
-    result = asyncio.run(s.score(answers("x", "y"), answers("x2", "y2")))
-    assert result.verdict is not None and vote_share(result.verdict) == 0.0
-    assert result.score == 0.0 and not result.beats_current
-
-
-def test_with_a_metric_the_score_is_accuracy_and_must_strictly_improve() -> None:
-    s, llm = scorer("exact")
-    better = asyncio.run(s.score(answers("yes", "yes"), answers("yes", "no")))
-    assert (better.kind, better.score, better.base_score, better.beats_current) == ("accuracy", 1.0, 0.5, True)
-    same = asyncio.run(s.score(answers("yes", "yes"), answers("no", "no")))
-    assert (same.score, same.beats_current) == (0.5, False)
-    assert llm.calls() == 0  # no judge call under the "improve" rule
-    assert s.initial_score(answers("no", "yes")) == 0.0
-    assert s.nothing_to_gain(1.0) and s.nothing_to_gain(0.5) is None
-
-
-def test_the_spo_rule_needs_the_judge_and_no_loss_of_accuracy() -> None:
-    wins = [VOTE.format("B"), VOTE.format("A")]
-    s, _ = scorer("exact", wins * 2, votes=2)
-    equal = asyncio.run(s.score(answers("yes", "yes"), answers("no", "no"), rule="spo"))
-    assert (equal.score, equal.beats_current, len(equal.votes)) == (0.5, True, 2)
-    lower = asyncio.run(s.score(answers("yes", "no"), answers("no", "no"), rule="spo"))
-    assert (lower.score, lower.base_accuracy, lower.beats_current) == (0.5, 1.0, False)
-
-
-def test_a_metric_without_reference_answers_scores_by_votes() -> None:
-    llm = FakeLLM()
-    t = parse_template("prompt: p\nqa:\n  - question: q0\nmetric: exact\n", "T.yaml")
-    s = Scorer(RunContext(t, RunConfig(votes=2), llm))
-    assert s.metric is None and s.kind == "votes"
-
-
 # --- compare ---------------------------------------------------------------------------------
 
 
@@ -198,4 +125,6 @@ def test_compare_reports_the_accuracy_of_a_and_b() -> None:
         )
     )
     assert (result.a_accuracy, result.b_accuracy) == (0.5, 1.0)
-    assert result.b_better
+    # One question apart is no evidence: McNemar over the paired correctness says so.
+    assert result.discordant == (0, 1) and result.mcnemar_p == 1.0
+    assert result.decided_by == "metric" and result.verdict == "no significant difference"

@@ -146,8 +146,8 @@ def test_every_view_renders_hostile_text_inertly(text: str) -> None:
     from promptopt.doctor import RoleCheck, render_checks
     from promptopt.engine.compare import CompareResult, QuestionVerdict
     from promptopt.engine.loop import RunResult
-    from promptopt.render import compare_table, round_detail, round_line, rounds_table, run_summary
     from promptopt.records import AnswerRecord, RoleUsage, VoteRecord
+    from promptopt.render import compare_table, round_detail, round_line, rounds_table, run_summary
 
     views: list[Any] = []
     for state in _states(text):

@@ -27,7 +27,8 @@ def run(t: Template, candidate: str, votes: list[str], tmp_path: Path) -> tuple[
     llm = FakeLLM(
         {"optimizer": [f"<prompt>{candidate}</prompt>"], "executor": [metric_executor] * 100, "evaluator": votes}
     )
-    config = RunConfig(strategy="spo", max_rounds=2, votes=2)
+    # SPO's majority on two votes: these tests pin how the metric and the judge combine.
+    config = RunConfig(strategy="spo", max_rounds=2, votes=2, accept="majority", confirm=False)
     return asyncio.run(run_optimization(t, config, llm, Workspace(tmp_path / "ws", "x"))), llm
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from promptopt.config import RunConfig
 from promptopt.engine.loop import RunResult, run_optimization
+from promptopt.engine.strategies.base import RunContext
 from promptopt.engine.strategies.dual_phase import (
     DualPhase,
     exp3_update,
@@ -62,8 +63,22 @@ def fake(rewrites: list[Any], first: str | None = None, executor: Any = quality_
 def run(
     t: Template, llm: FakeLLM, tmp_path: Path, max_rounds: int, votes: int = 2, seed: int = 0, **options: Any
 ) -> RunResult:
-    config = RunConfig(strategy="dual-phase", max_rounds=max_rounds, votes=votes, seed=seed, strategy_options=options)
+    """Dual-Phase's mechanics on SPO's fixed majority of `votes` (the paired rule has its own tests), no gate."""
+    config = RunConfig(
+        strategy="dual-phase",
+        max_rounds=max_rounds,
+        votes=votes,
+        seed=seed,
+        strategy_options=options,
+        accept="majority",
+        confirm=False,
+    )
     return asyncio.run(run_optimization(t, config, llm, Workspace(tmp_path / "ws", "x")))
+
+
+def strategy(t: Template, votes: int = 2) -> DualPhase:
+    config = RunConfig(strategy="dual-phase", votes=votes, accept="majority")
+    return DualPhase(RunContext(t, config, FakeLLM()))
 
 
 class FixedRandom(random.Random):
@@ -159,7 +174,8 @@ def test_round_one_is_the_structured_prompt_and_keeps_the_users(tmp_path: Path) 
         "executor": 3,
         "evaluator": 0,
     }
-    assert DualPhase.first_round_calls(3, {}).as_dict() == {"optimizer": 1, "executor": 3, "evaluator": 0}
+    first = strategy(template()).round_calls(first=True)
+    assert (first.optimizer, first.executor, first.comparisons) == (1, 3, 0)
 
 
 def test_round_one_falls_back_to_the_users_prompt(tmp_path: Path) -> None:
@@ -287,9 +303,12 @@ def test_with_a_metric_the_rewrite_sees_the_wrong_answers_and_accuracy_decides(t
 def test_calls_per_step_match_the_dry_run_formula(tmp_path: Path) -> None:
     llm = fake([rewriter("+")] * 3, first=init())
     result = run(template(), llm, tmp_path, max_rounds=3, votes=4)
-    expected = DualPhase.calls_per_round(3, 4, {}).as_dict()
-    assert expected == {"optimizer": 1, "executor": 3, "evaluator": 4}
-    assert DualPhase.calls_per_round(3, 4, {"metric": "exact"}).evaluator == 0
+    dp = strategy(template(), votes=4)
+    step = dp.round_calls(first=False)
+    assert (step.optimizer, step.executor, step.comparisons) == (1, 3, 1)
+    expected = {"optimizer": 1, "executor": 3, "evaluator": step.comparisons * dp.acceptance.rule.most()}
+    assert expected["evaluator"] == 4
+    assert strategy(template("choice")).round_calls(first=False).comparisons == 0
     for record in result.records[1:]:
         assert {role: u.calls for role, u in record.usage.items()} == expected
 

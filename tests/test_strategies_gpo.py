@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from promptopt.config import RunConfig
 from promptopt.diff import word_edit_distance
 from promptopt.engine.loop import RunResult, run_optimization
 from promptopt.engine.strategies import get_strategy
+from promptopt.engine.strategies.base import RunContext
 from promptopt.engine.strategies.gpo import (
     GPO,
     Entry,
@@ -71,8 +73,19 @@ def fake(
     return cls({"optimizer": list(optimizer or []), "executor": [executor] * 1000, "evaluator": [judge] * 1000})
 
 
-def run(t: Template, llm: FakeLLM, tmp_path: Path, max_rounds: int, votes: int = 2, **options: Any) -> RunResult:
-    config = RunConfig(strategy="gpo", max_rounds=max_rounds, votes=votes, strategy_options=options)
+def run(
+    t: Template,
+    llm: FakeLLM,
+    tmp_path: Path,
+    max_rounds: int,
+    votes: int = 2,
+    accept: str = "majority",
+    **options: Any,
+) -> RunResult:
+    """GPO's mechanics on SPO's fixed majority of `votes` (the paired rule has tests of its own), no gate."""
+    config = RunConfig(
+        strategy="gpo", max_rounds=max_rounds, votes=votes, strategy_options=options, accept=accept, confirm=False
+    )  # type: ignore[arg-type]
     return asyncio.run(run_optimization(t, config, llm, Workspace(tmp_path / "ws", "x")))
 
 
@@ -169,9 +182,11 @@ def test_the_optimizer_sees_retrieved_prompts_with_scores(tmp_path: Path) -> Non
     assert result.records[1].verdict == "accepted"  # "++" beat the initial prompt
     third = [m for role, m, _ in llm.history if role == "optimizer"][2][0]["content"]
     assert "<prompt>" in third
-    assert "## Current prompt (score 1.00)\nAnswer the question. ++" in third
-    # The best other prompt so far is the initial one (0.50); the "Answer." candidate scored 0.
-    assert "### Version from round 1 (score 0.50)\nAnswer the question. +\n" in third
+    # Scores are Bradley–Terry ratings on one scale: the initial prompt is 0, "++" won its votes.
+    current = re.search(r"## Current prompt \(score ([-\d.]+)\)\nAnswer the question. \+\+", third)
+    assert current and float(current.group(1)) > 0
+    # The best other prompt so far is the initial one (0.00); the "Answer." candidate rated below it.
+    assert "### Version from round 1 (score 0.00)\nAnswer the question. +\n" in third
     assert "Answer." not in third
     assert result.records[2].state["retrieved"] == [[1, 0]]
 
@@ -316,10 +331,12 @@ def test_calls_per_step_match_the_dry_run_formula(tmp_path: Path, metric: str | 
     executor = metric_executor if metric else quality_executor
     llm = fake(executor=executor)
     result = run(template(metric=metric), llm, tmp_path, max_rounds=3, votes=2, candidates=3)
-    options: dict[str, Any] = {"candidates": 3, "metric": metric}
-    expected = GPO.calls_per_round(3, 2, options).as_dict()
-    assert expected == {"optimizer": 3, "executor": 9, "evaluator": 0 if metric else 6}
-    assert GPO.first_round_calls(3, options).as_dict() == {"optimizer": 0, "executor": 3, "evaluator": 0}
+    config = RunConfig(strategy="gpo", votes=2, accept="majority", strategy_options={"candidates": 3})
+    gpo = GPO(RunContext(template(metric=metric), config, FakeLLM()))
+    step, first = gpo.round_calls(first=False), gpo.round_calls(first=True)
+    assert (step.optimizer, step.executor, step.comparisons) == (3, 9, 0 if metric else 3)
+    assert (first.optimizer, first.executor, first.comparisons) == (0, 3, 0)
+    expected = {"optimizer": 3, "executor": 9, "evaluator": step.comparisons * gpo.acceptance.rule.most()}
     for record in result.records[1:]:
         assert {role: u.calls for role, u in record.usage.items()} == {k: v for k, v in expected.items() if v}
 

@@ -27,14 +27,13 @@ if TYPE_CHECKING:
     from promptopt.engine.estimate import Estimate
     from promptopt.engine.results import RunResult
     from promptopt.llm import LLM
-    from promptopt.records import AnswerRecord, RoundRecord
+    from promptopt.records import AnswerRecord, GateRecord, RoundRecord
     from promptopt.template import Template
     from promptopt.workspace import Workspace
 
 T = TypeVar("T")
 EventsLike = Events | Callable[[str, object], None] | None
 TemplateLike: TypeAlias = "Template | str | Path"
-GPO_OPTIONS = ("retrieval", "top_k", "edit_budget", "candidates")
 
 
 def load_config(**flags: Any) -> RunConfig:
@@ -68,11 +67,13 @@ def prepare_run(template: TemplateLike, config: RunConfig | None = None) -> tupl
 
     tmpl, stem = _template(template)
     config = config or load_config()
-    get_strategy(config.strategy)
-    gpo_only = sorted(k for k in config.strategy_options if k in GPO_OPTIONS)
-    if gpo_only and config.strategy != "gpo":
-        flag = "--" + gpo_only[0].replace("_", "-")
-        raise ConfigError(f"{flag} applies to --strategy gpo (this run uses {config.strategy})")
+    get_strategy(config.strategy).parse_options(config.strategy_options)  # one line naming a bad option
+    if config.holdout is not None:
+        from promptopt.questions import load_questions
+        from promptopt.template import QA
+
+        held, gold = load_questions(config.holdout)
+        tmpl = tmpl.model_copy(update={"holdout": [QA(question=q, answer=a) for q, a in zip(held, gold, strict=True)]})
     if config.name is None:
         if stem is None:
             raise ConfigError("name the run: RunConfig(name=...) is needed when the template is not a file")
@@ -178,7 +179,15 @@ class Run:
     workspace: Workspace
     records: list[RoundRecord]
     best: RoundRecord
+    gate: GateRecord | None = None
     _template: list[Template | None] = field(default_factory=list, repr=False)
+
+    @property
+    def confirmed(self) -> RoundRecord:
+        """What `show --best` prints: the best round once confirmed, else the user's own prompt."""
+        from promptopt.records import confirmed_round
+
+        return confirmed_round(self.records, self.best, self.gate)
 
     @property
     def template(self) -> Template | None:
@@ -247,7 +256,9 @@ def load_run(path: str | Path) -> Run:
     records = ws.load()
     if not records:
         raise WorkspaceError(f"{ws.results_path}: no rounds yet")
-    return Run(ws, records, best_round(records))
+    best = best_round(records)
+    gate = ws.read_gate()
+    return Run(ws, records, best, gate if gate is not None and gate.best_round == best.round else None)
 
 
 # --- comparing and trying prompts --------------------------------------------------------------
@@ -264,10 +275,13 @@ async def compare_async(
     votes: int = 2,
     llm: LLM | None = None,
     api_keys: Mapping[str, str] | None = None,
+    events: EventsLike = None,
+    labels: tuple[str, str] = ("A", "B"),
 ) -> CompareResult:
     """Run prompt texts A and B on the same questions and judge them pairwise, question by question.
 
     Questions come from `questions` (with optional `golden` answers) or else from the template.
+    The verdict is at `config.alpha` (two-sided); `labels` say what A and B are, for the output.
     """
     from promptopt.engine.compare import compare_prompts
 
@@ -290,14 +304,15 @@ async def compare_async(
     if blank is not None:
         raise ConfigError(f"compare: questions[{blank}] is empty")
     config = config or load_config()
-    client = llm or make_client(config, api_keys=api_keys)
+    ev = _events(events)
+    client = llm or make_client(config, api_keys=api_keys, on_call=ev.call_done, on_warning=ev.warning)
     # A compare samples anew each time unless --seed asks to reproduce one (from the cache).
     client.run_seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
     before = client.usage.snapshot()
     requirements = tmpl.requirements if tmpl else ""
     metric = tmpl.metric if tmpl else None
-    result = await compare_prompts(client, a, b, qs, gold, requirements, votes, metric)
-    result.seed = client.run_seed
+    result = await compare_prompts(client, a, b, qs, gold, requirements, votes, metric, ev)
+    result.seed, result.alpha, (result.a_label, result.b_label) = client.run_seed, config.alpha, labels
     spent = client.usage.since(before)
     result.calls = sum(u.calls for u in spent.values())
     result.cost_usd = sum(u.cost_usd for u in spent.values())
@@ -316,6 +331,8 @@ def compare(
     votes: int = 2,
     llm: LLM | None = None,
     api_keys: Mapping[str, str] | None = None,
+    events: EventsLike = None,
+    labels: tuple[str, str] = ("A", "B"),
 ) -> CompareResult:
     """Blocking `compare_async`."""
     return run_sync(
@@ -329,6 +346,8 @@ def compare(
             config=config,
             llm=llm,
             api_keys=api_keys,
+            events=events,
+            labels=labels,
         )
     )
 

@@ -122,6 +122,9 @@ MaxReplyChars = Annotated[
     int | None, typer.Option("--max-reply-chars", help="Longer replies are failed calls, never stored [100000].")
 ]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed of sampled calls and strategies [random, stored].")]
+Alpha = Annotated[
+    float | None, typer.Option("--alpha", help="Error rate of the confirmation gate and compare's verdict [0.05].")
+]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 
 
@@ -167,7 +170,27 @@ def optimize(
     initial_round: Annotated[int | None, typer.Option("--initial-round", help="Restart after this round.")] = None,
     max_rounds: Annotated[int | None, typer.Option("--max-rounds", "-r", help="Last round number [10].")] = None,
     strategy: Annotated[str | None, typer.Option("--strategy", "-s", help="spo | gpo | dual-phase [spo].")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="A strategy option, NAME=VALUE (repeatable), e.g. eta=0.3."),
+    ] = None,
     votes: Votes = None,
+    max_votes: Annotated[
+        int | None, typer.Option("--max-votes", help="Judge votes at most per comparison, added in pairs [12].")
+    ] = None,
+    accept: Annotated[
+        str | None, typer.Option("--accept", help="paired (sign test, adaptive) | majority (SPO's rule) [paired].")
+    ] = None,
+    alpha: Alpha = None,
+    holdout: Annotated[
+        Path | None, typer.Option("--holdout", help="Held-out questions (YAML/JSON/JSONL) for the confirmation gate.")
+    ] = None,
+    no_confirm: Annotated[
+        bool, typer.Option("--no-confirm", help="Skip the confirmation gate (best vs your prompt).")
+    ] = False,
+    fail_unless_improved: Annotated[
+        bool, typer.Option("--fail-unless-improved", help="Exit 4 unless a better prompt was confirmed.")
+    ] = False,
     concurrency: Concurrency = None,
     timeout: Timeout = None,
     max_attempts: Annotated[
@@ -208,6 +231,11 @@ def optimize(
         max_rounds=max_rounds,
         strategy=strategy,
         votes=votes,
+        max_votes=max_votes,
+        accept=accept,
+        alpha=alpha,
+        holdout=holdout,
+        confirm=False if no_confirm else None,
         concurrency=concurrency,
         timeout=timeout,
         max_attempts=max_attempts,
@@ -219,22 +247,34 @@ def optimize(
         seed=seed,
         no_cache=no_cache,
     )
-    options = {
-        k: v
-        for k, v in {
-            "retrieval": retrieval,
-            "top_k": top_k,
-            "edit_budget": edit_budget,
-            "candidates": candidates,
-        }.items()
-        if v is not None
-    }
-    if options:
-        flags["strategy_options"] = options
-    guarded(lambda: _optimize(template, flags, dry_run=dry_run, quiet=quiet, json_out=json_out))
+    # GPO's flags from before are names for options; --option NAME=VALUE sets any strategy's.
+    aliases = {"retrieval": retrieval, "top_k": top_k, "edit_budget": edit_budget, "candidates": candidates}
+
+    def go() -> None:
+        options = {**strategy_options(option or []), **{k: v for k, v in aliases.items() if v is not None}}
+        if options:
+            flags["strategy_options"] = options
+        _optimize(template, flags, dry_run=dry_run, quiet=quiet, json_out=json_out, fail=fail_unless_improved)
+
+    guarded(go)
 
 
-def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet: bool, json_out: bool) -> None:
+def strategy_options(items: list[str]) -> dict[str, str]:
+    """--option NAME=VALUE pairs; the strategy's options model checks names and values."""
+    from promptopt.errors import ConfigError
+
+    options = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--option {item}: expected NAME=VALUE, e.g. --option eta=0.3")
+        options[name.strip().replace("-", "_")] = value.strip()
+    return options
+
+
+def _optimize(
+    template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet: bool, json_out: bool, fail: bool = False
+) -> None:
     from promptopt.api import optimize_async, prepare_run
     from promptopt.render import run_json, run_summary
 
@@ -262,6 +302,8 @@ def _optimize(template_ref: str, flags: dict[str, Any], *, dry_run: bool, quiet:
         _out().print(run_summary(result))
     if result.stopped in ("budget", "deadline"):
         raise typer.Exit(ExitCode.BUDGET)
+    if fail and result.confirmed.round == result.initial.round:
+        raise typer.Exit(ExitCode.WORSE)
 
 
 def _template_warnings(template: Any, config: Any) -> list[str]:
@@ -292,7 +334,11 @@ def _dry_run(template: Any, config: Any, json_out: bool) -> None:
                 {
                     "rounds": est.rounds,
                     "calls": est.calls,
+                    "worst_calls": est.worst_calls,
                     "cost_usd": est.cost_usd,
+                    "worst_cost_usd": est.worst_cost_usd,
+                    "lengths_guessed": est.guessed,
+                    "confirm": est.confirm,
                     "roles": {k: vars(v) for k, v in est.roles.items()},
                 },
                 indent=2,
@@ -302,11 +348,11 @@ def _dry_run(template: Any, config: Any, json_out: bool) -> None:
         _out().print(estimate_table(est))
 
 
-def _cli_events(console: Console, quiet: bool, config: Any) -> Any:
+def _cli_events(console: Console, quiet: bool, config: Any, label: str | None = None) -> Any:
     from promptopt.config import config_files
     from promptopt.progress import CliEvents
 
-    return CliEvents(console, quiet=quiet, last_round=config.max_rounds, config_files=config_files())
+    return CliEvents(console, quiet=quiet, last_round=config.max_rounds, config_files=config_files(), label=label)
 
 
 # --- show -----------------------------------------------------------------------------------
@@ -324,12 +370,24 @@ def show(
 
 
 def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) -> None:
+    from rich.text import Text
+
     from promptopt.api import load_run
-    from promptopt.render import plural, round_detail, round_json, rounds_table
+    from promptopt.records import VOTE_LEGEND
+    from promptopt.render import (
+        gate_json,
+        gate_line,
+        judge_json,
+        judge_line,
+        plural,
+        round_detail,
+        round_json,
+        rounds_table,
+    )
     from promptopt.safe import clean, json_dumps, safe_text
 
     run = load_run(path)
-    best = run.best
+    best = run.confirmed  # the best prompt once confirmed, else the user's own
     if best_only:  # exact text for a pipe; no terminal control on a terminal
         text = best.prompt if best.prompt.endswith("\n") else best.prompt + "\n"
         sys.stdout.write(clean(text) if sys.stdout.isatty() else text)
@@ -349,6 +407,10 @@ def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) 
                     "workspace": str(run.path),
                     "best_round": best.round,
                     "best_prompt": best.prompt,
+                    "candidate_round": run.best.round,
+                    "confirmed": run.gate.confirmed if run.gate else None,
+                    "gate": gate_json(run.gate),
+                    "judge": judge_json([r.votes for r in run.records]),
                     "rounds": [round_json(r) for r in run.records],
                 },
                 indent=2,
@@ -359,7 +421,11 @@ def _show(path: str, round_number: int | None, best_only: bool, json_out: bool) 
     header = safe_text(run.name, "bold")
     header.append(f" — {plural(len(run.records), 'round')}, best round {best.round}")
     out.print(header)
-    out.print(rounds_table(run.records, best.round))
+    if run.best.round != run.records[0].round:
+        out.print(gate_line(run.gate, run.best, best) if run.gate else Text("not confirmed yet", style="yellow"))
+    out.print(rounds_table(run.records, best.round, run.best.round))
+    if any(r.votes for r in run.records):
+        out.print(Text(f"{judge_line([r.votes for r in run.records])}\n{VOTE_LEGEND}", style="dim"))
 
 
 # --- compare --------------------------------------------------------------------------------
@@ -384,8 +450,15 @@ def compare(
     max_errors: MaxErrors = None,
     max_reply_chars: MaxReplyChars = None,
     seed: Seed = None,
+    alpha: Alpha = None,
     no_cache: NoCache = False,
-    fail_if_worse: Annotated[bool, typer.Option("--fail-if-worse", help="Exit 4 unless B beats A.")] = False,
+    fail_if_worse: Annotated[
+        bool, typer.Option("--fail-if-worse", help="Exit 4 when A is significantly better than B.")
+    ] = False,
+    fail_unless_better: Annotated[
+        bool, typer.Option("--fail-unless-better", help="Exit 4 unless B is significantly better than A.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No header or progress.")] = False,
     json_out: JsonOut = False,
 ) -> None:
     """Run prompts A and B on the same questions and judge them pairwise, question by question."""
@@ -402,9 +475,11 @@ def compare(
         max_errors=max_errors,
         max_reply_chars=max_reply_chars,
         seed=seed,
+        alpha=alpha,
         no_cache=no_cache,
     )
-    guarded(lambda: _compare(a, b, template, questions, votes, flags, fail_if_worse, json_out))
+    gates = (fail_if_worse, fail_unless_better)
+    guarded(lambda: _compare(a, b, template, questions, votes, flags, gates, quiet, json_out))
 
 
 def _compare(
@@ -414,48 +489,80 @@ def _compare(
     questions_file: Path | None,
     votes: int,
     flags: dict[str, Any],
-    fail_if_worse: bool,
+    gates: tuple[bool, bool],
+    quiet: bool,
     json_out: bool,
 ) -> None:
     from promptopt.api import compare_async
-    from promptopt.questions import load_questions, resolve_prompt
-    from promptopt.render import compare_table
+    from promptopt.questions import load_questions, resolve_prompt_labelled
+    from promptopt.render import compare_header, compare_table
 
-    prompt_a, tmpl_a = resolve_prompt(a)
-    prompt_b, tmpl_b = resolve_prompt(b)
-    template = None
+    prompt_a, tmpl_a, label_a = resolve_prompt_labelled(a)
+    prompt_b, tmpl_b, label_b = resolve_prompt_labelled(b)
+    template, source = None, "the runs' template"
     if template_ref:
         from promptopt.template import load_template
 
-        template, _ = load_template(template_ref)
+        template, path = load_template(template_ref)
+        source = path.name
     template = template or tmpl_a or tmpl_b
     qs, golden = load_questions(questions_file) if questions_file is not None else (None, None)
+    if questions_file is not None:
+        source = questions_file.name
     config = _build_config(flags)
-    result = run_async(
-        lambda: compare_async(
-            prompt_a, prompt_b, template=template, questions=qs, golden=golden, votes=votes, config=config
+    err = _err()
+    events = _cli_events(err, quiet or json_out, config, label="compare")
+    with events:
+        result = run_async(
+            lambda: compare_async(
+                prompt_a,
+                prompt_b,
+                config,
+                template=template,
+                questions=qs,
+                golden=golden,
+                votes=votes,
+                events=events,
+                labels=(label_a, label_b),
+            )
         )
-    )
     if json_out:
         from promptopt.safe import json_dumps
 
         print(json_dumps(_compare_json(result), indent=2))
     else:
-        _out().print(compare_table(result))
-    if fail_if_worse and not result.b_better:
+        out = _out()
+        out.print(compare_header(result, source))
+        out.print(compare_table(result))
+    fail_if_worse, fail_unless_better = gates
+    if (fail_if_worse and result.a_better) or (fail_unless_better and not result.b_better):
         raise typer.Exit(ExitCode.WORSE)
 
 
 def _compare_json(result: Any) -> dict[str, Any]:
+    pairs = result.pairs
     return {
+        "a": result.a_label,
+        "b": result.b_label,
+        "verdict": result.verdict,
+        "alpha": result.alpha,
+        "decided_by": result.decided_by,
         "b_better": result.b_better,
+        "a_better": result.a_better,
+        "pairs": {"b": pairs.wins, "a": pairs.losses, "tie": pairs.ties},
+        "p_value": result.p_value,
+        "p_value_over": "pairs",
         "b_wins": result.b_wins,
         "a_wins": result.a_wins,
         "ties": result.ties,
         "win_rate": result.win_rate,
+        "win_rate_ci95": list(result.win_rate_ci),
         "metric": result.metric,
         "a_accuracy": result.a_accuracy,
         "b_accuracy": result.b_accuracy,
+        "a_accuracy_ci95": result.accuracy_ci("a"),
+        "b_accuracy_ci95": result.accuracy_ci("b"),
+        "mcnemar_p": result.mcnemar_p,
         "calls": result.calls,
         "cost_usd": result.cost_usd,
         "seed": result.seed,

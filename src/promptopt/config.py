@@ -7,10 +7,10 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from promptopt.errors import ConfigError
 from promptopt.workspace import check_plain_name
@@ -83,7 +83,14 @@ class RunConfig(BaseModel):
     name: str | None = None
     initial_round: int | None = Field(None, ge=1)
     max_rounds: int = Field(10, ge=1, le=1000)
+    # Judge votes asked for at once; `paired` adds pairs up to max_votes while undecided.
     votes: int = Field(4, ge=1, le=64)
+    max_votes: int = Field(12, ge=1, le=64)
+    accept: Literal["paired", "majority"] = "paired"
+    # The confirmation gate: best vs your prompt before a run reports another prompt as best.
+    confirm: bool = True
+    alpha: float = Field(0.05, gt=0, lt=0.5, allow_inf_nan=False)
+    holdout: Path | None = None
     concurrency: int = Field(8, ge=1, le=512)
     timeout: float = Field(120.0, gt=0, allow_inf_nan=False)
     max_attempts: int = Field(5, ge=1, le=20)
@@ -117,6 +124,20 @@ class RunConfig(BaseModel):
     @classmethod
     def _duration(cls, v: Any) -> Any:
         return parse_duration(v) if isinstance(v, str) else v
+
+    @field_validator("max_votes")
+    @classmethod
+    def _at_least_votes(cls, v: int, info: ValidationInfo) -> int:
+        votes = info.data.get("votes")
+        if isinstance(votes, int) and v < votes:
+            raise ValueError(f"is below --votes {votes}: judging asks for at least --votes votes")
+        return v
+
+    @model_validator(mode="after")
+    def _default_max_votes(self) -> RunConfig:
+        if self.max_votes < self.votes:  # only the default can be lower: it follows --votes up
+            self.max_votes = self.votes
+        return self
 
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -165,6 +186,11 @@ class FileConfig(BaseModel):
     max_rounds: int | None = None
     budget_usd: float | None = None
     max_calls: int | None = None
+    max_votes: int | None = None
+    accept: str | None = None
+    confirm: bool | None = None
+    alpha: float | None = None
+    holdout: Path | None = None
     deadline: float | None = None
     max_errors: int | None = None
     max_reply_chars: int | None = None
@@ -227,6 +253,10 @@ _ENV_SCALARS = {
     "budget_usd": "PROMPTOPT_BUDGET_USD",
     "max_calls": "PROMPTOPT_MAX_CALLS",
     "deadline": "PROMPTOPT_DEADLINE",
+    "max_votes": "PROMPTOPT_MAX_VOTES",
+    "accept": "PROMPTOPT_ACCEPT",
+    "alpha": "PROMPTOPT_ALPHA",
+    "holdout": "PROMPTOPT_HOLDOUT",
     "max_errors": "PROMPTOPT_MAX_ERRORS",
     "max_reply_chars": "PROMPTOPT_MAX_REPLY_CHARS",
     "cache_dir": "PROMPTOPT_CACHE_DIR",
@@ -269,6 +299,8 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
     layer: dict[str, Any] = {k: env[var] for k, var in _ENV_SCALARS.items() if env.get(var)}
     if env_flag(env, "PROMPTOPT_NO_CACHE"):
         layer["cache"] = False
+    if env_flag(env, "PROMPTOPT_NO_CONFIRM"):
+        layer["confirm"] = False
     for role, short in _ENV_ROLE.items():
         values = {
             "model": env.get(f"PROMPTOPT_{short}_MODEL") or env.get("PROMPTOPT_MODEL"),
@@ -377,8 +409,16 @@ _MESSAGES = {
     "bool_parsing": "must be true or false",
     "bool_type": "must be true or false",
     "extra_forbidden": "is not an option",
+    "literal_error": "must be one of {expected}",
     "missing": "is required",
 }
+
+
+def error_message(err: Any) -> str:
+    """A pydantic error in our words: 'must be at least 1' rather than 'Input should be greater…'."""
+    ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in (err.get("ctx") or {}).items()}
+    message = _MESSAGES.get(err["type"], "").format(**ctx) or err["msg"].removeprefix("Value error, ")
+    return " ".join(message.split())
 
 
 def _one_error(
@@ -386,9 +426,7 @@ def _one_error(
 ) -> str:
     """'--max-rounds must be at least 1', 'PROMPTOPT_VOTES=0 must be at least 1': named as the user set it."""
     loc = [str(part) for part in err["loc"]]
-    ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in (err.get("ctx") or {}).items()}
-    message = _MESSAGES.get(err["type"], "").format(**ctx) or err["msg"].removeprefix("Value error, ")
-    return f"{_source(loc, flags, env, path, layers)} {' '.join(message.split())}"
+    return f"{_source(loc, flags, env, path, layers)} {error_message(err)}"
 
 
 def _source(

@@ -10,7 +10,7 @@ class ExitCode:
     FAILURE = 1  # a model or provider fault that stopped the run, or no model call succeeded
     USAGE = 2  # bad flags, template, config or workspace input (an unknown model included)
     BUDGET = 3  # --budget-usd / --max-calls / --deadline reached; state saved
-    WORSE = 4  # compare --fail-if-worse: B did not beat A
+    WORSE = 4  # not better: compare --fail-if-worse / --fail-unless-better, optimize --fail-unless-improved
     LOCKED = 5  # another optimize holds the workspace lock
     SIGINT = 130
     SIGTERM = 143

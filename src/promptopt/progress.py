@@ -23,11 +23,13 @@ class CliEvents(Events):
         quiet: bool = False,
         last_round: int | None = None,
         config_files: list[Path] | None = None,
+        label: str | None = None,
     ) -> None:
         self.console = console
         self.quiet = quiet
         self.last_round = last_round
         self.config_files = config_files or []
+        self.label = label  # e.g. "compare": the status line names it instead of a round
         self.round = 0
         self.phase_name = "starting"
         self.calls = 0
@@ -49,8 +51,9 @@ class CliEvents(Events):
 
     def _text(self) -> Text:
         of = f"/{self.last_round}" if self.last_round else ""
+        where = self.label or f"round {self.round}{of}"
         return Text(
-            f"round {self.round}{of} · {self.phase_name} · {self.calls} calls"
+            f"{where} · {self.phase_name} · {self.calls} calls"
             f"{f' (+{self.cached} cached)' if self.cached else ''} · {money(self.cost, self.unpriced)} so far"
         )
 

@@ -16,16 +16,22 @@ from promptopt.yamlfile import load as load_yaml
 
 
 def resolve_prompt(spec: str) -> tuple[str, Template | None]:
-    """(prompt text, the run's template when the spec names a workspace round).
+    """(prompt text, the run's template when the spec names a workspace round)."""
+    text, template, _ = resolve_prompt_labelled(spec)
+    return text, template
+
+
+def resolve_prompt_labelled(spec: str) -> tuple[str, Template | None, str]:
+    """`resolve_prompt` and what the prompt is, for a header: 'workspace/Poem round 3', 'file best.txt', 'text'.
 
     Forms, tried in this order: `text:ANY TEXT`, `file:PATH`, `WORKSPACE/NAME:ROUND` (or `NAME:ROUND`
     in the default workspace), a file that exists, else the text itself. A single word that looks
     like a reference (`x/y`, `name.txt`, `name:3`) but names nothing is an error, not a prompt.
     """
     if spec.startswith("text:"):
-        return _nonempty(spec[len("text:") :], spec), None
+        return _nonempty(spec[len("text:") :], spec), None, "text"
     if spec.startswith("file:"):
-        return _read_prompt(Path(spec[len("file:") :]).expanduser(), spec), None
+        return _read_prompt(Path(spec[len("file:") :]).expanduser(), spec), None, f"file {spec[len('file:') :]}"
     head, sep, tail = spec.rpartition(":")
     if sep and head and tail.strip().isdigit():
         from promptopt.api import find_workspace
@@ -34,24 +40,25 @@ def resolve_prompt(spec: str) -> tuple[str, Template | None]:
             ws = find_workspace(head)
         except WorkspaceError:
             if not _one_word(head):  # "aspect ratio 16:9" is a sentence, not a reference
-                return _nonempty(spec, spec), None
+                return _nonempty(spec, spec), None, "text"
             raise WorkspaceError(
                 f"{spec}: {head} is not a workspace run (no prompts/results.json); "
                 f"to use these words as the prompt, write text:{spec}"
             ) from None
-        return _round_prompt(ws, int(tail), spec)
+        text, template = _round_prompt(ws, int(tail), spec)
+        return text, template, f"{ws.root} round {int(tail)}"
     if len(spec) < 4096 and "\n" not in spec:
         try:
             is_file = Path(spec).expanduser().is_file()
         except OSError:  # a name too long for the file system: text
             is_file = False
         if is_file:
-            return _read_prompt(Path(spec).expanduser(), spec), None
+            return _read_prompt(Path(spec).expanduser(), spec), None, f"file {spec}"
         if _looks_like_path(spec):
             raise TemplateError(
                 f"{spec}: no such file; to use these words as the prompt, write text:{spec} (or file:PATH for a file)"
             )
-    return _nonempty(spec, spec), None
+    return _nonempty(spec, spec), None, "text"
 
 
 def _one_word(text: str) -> bool:

@@ -23,6 +23,10 @@ class AnswerRecord(BaseModel):
 
 
 class VoteRecord(BaseModel):
+    """One judge call. Votes come in pairs: the same comparison shown both ways (`pair` numbers
+    them; `swapped` is the order: the candidate shown as A). `question` is set when the vote
+    judged one question alone (the confirmation gate, `compare`)."""
+
     model_config = ConfigDict(extra="allow", defer_build=True)
 
     winner: Literal["candidate", "base", "abstain"]
@@ -30,10 +34,17 @@ class VoteRecord(BaseModel):
     choice: str | None = None
     analysis: str = ""
     error: str | None = None
+    pair: int | None = None
+    question: int | None = None
 
     @property
     def mark(self) -> str:
-        return {"candidate": "✓", "base": "✗", "abstain": "·"}[self.winner]
+        return VOTE_MARKS[self.winner]
+
+
+# A vote's mark in round lines and `show`: for the candidate, for the base, abstained.
+VOTE_MARKS = {"candidate": "✓", "base": "✗", "abstain": "·"}
+VOTE_LEGEND = "✓ a vote for the candidate, ✗ for the base (the best prompt so far), · abstained"
 
 
 class RoleUsage(BaseModel):
@@ -75,6 +86,8 @@ class RoundRecord(BaseModel):
     base_round: int | None = None
     verdict: Verdict | None = None
     votes: list[VoteRecord] = Field(default_factory=list)
+    # How strong the decision was, in words: "3 pairs to 0, p=0.12", "accuracy 0.67 vs 0.33".
+    decision: str | None = None
     modification: str | None = None
     analysis: str | None = None
     error: str | None = None
@@ -123,3 +136,43 @@ def best_round(records: list[RoundRecord]) -> RoundRecord:
 
 def now_string() -> str:
     return str(dt.datetime.now())
+
+
+class GateRecord(BaseModel):
+    """The confirmation gate of a run (`<run>/gate.json`): was the best prompt better than the user's own?
+
+    `outcome`: confirmed | not confirmed | not needed (round 1 is the best) | skipped (--no-confirm).
+    `key` names what it judged (the best round's prompt, the questions, the rule): a resume whose
+    best prompt changed, or a changed template, runs the gate again; otherwise it is reused.
+    """
+
+    model_config = ConfigDict(extra="allow", defer_build=True)
+
+    outcome: Literal["confirmed", "not confirmed", "not needed", "skipped"]
+    best_round: int
+    initial_round: int = 1
+    key: str = ""
+    method: Literal["judge", "metric", "none"] = "none"
+    alpha: float = 0.05
+    level: float | None = None  # the per-look p-value bar that keeps the gate's error ≤ alpha
+    wins: int = 0  # pairs (or held-out questions with the metric) for the best prompt
+    losses: int = 0
+    ties: int = 0
+    p_value: float | None = None
+    questions: int = 0
+    holdout: int = 0
+    accuracy: float | None = None  # with a metric: the best prompt's held-out (else template) accuracy
+    initial_accuracy: float | None = None
+    reason: str = ""
+    votes: list[VoteRecord] = Field(default_factory=list)
+
+    @property
+    def confirmed(self) -> bool:
+        return self.outcome in ("confirmed", "not needed", "skipped")
+
+
+def confirmed_round(records: list[RoundRecord], best: RoundRecord, gate: GateRecord | None) -> RoundRecord:
+    """`best` unless a gate judged it and did not confirm it: then round 1, the user's own prompt."""
+    if gate is not None and gate.best_round == best.round and not gate.confirmed:
+        return records[0]
+    return best

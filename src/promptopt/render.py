@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from promptopt.diff import word_diff
-from promptopt.records import RoleUsage, RoundRecord, sum_usage
+from promptopt.records import VOTE_LEGEND, GateRecord, RoleUsage, RoundRecord, VoteRecord, sum_usage
 from promptopt.safe import clean, safe_text
 
 if TYPE_CHECKING:
@@ -82,6 +82,8 @@ def round_line(record: RoundRecord, last_round: int | None = None) -> Text:
     marks = record.vote_marks or (f"score {record.score:.2f}" if record.score is not None else "")
     if marks:
         line.append(f" {marks}")
+    if record.decision:  # how strong the decision was: "2 pairs to 0, p=0.25"
+        line.append(safe_text(f" ({record.decision})"))
     if record.base_round:
         line.append(f" base {record.base_round}")
     calls = f"{u.calls} calls" + (f" +{u.cached} cached" if u.cached else "")
@@ -96,6 +98,40 @@ def round_line(record: RoundRecord, last_round: int | None = None) -> Text:
             " · " + (note if len(note) <= limit else note[: limit - 1] + "…"), style="red" if record.error else "italic"
         )
     return line
+
+
+def judge_line(groups: list[list[VoteRecord]]) -> str:
+    """'judge: orders agree in 5 of 6 pairs (83%), chose A in 48% of votes, 1 abstained' (over comparisons)."""
+    from promptopt.engine.diagnostics import combined
+
+    st = combined(groups)
+    parts = []
+    if st.pairs and st.consistency is not None:
+        parts.append(f"orders agree in {st.consistent} of {st.pairs} pairs ({st.consistency:.0%})")
+    if st.share_a is not None:
+        parts.append(f"chose A in {st.share_a:.0%} of votes")
+    if st.abstained:
+        parts.append(f"{st.abstained} abstained")
+    return "judge: " + (", ".join(parts) or "no valid vote")
+
+
+def gate_line(gate: GateRecord | None, best: RoundRecord, confirmed: RoundRecord) -> Text:
+    """'confirmed: 9 pairs to 1 over 3 questions (p 0.011, bar 0.035)' or why not, and what --best prints."""
+    if gate is None:
+        return Text("not confirmed yet: the run stopped before the confirmation gate", style="yellow")
+    style = {"confirmed": "green", "not confirmed": "yellow"}.get(gate.outcome, "dim")
+    text = Text()
+    if gate.outcome == "not needed":
+        text.append("no better prompt found: round 1 (your prompt) is the best", style=style)
+        return text
+    if gate.outcome == "skipped":
+        text.append(f"round {best.round} not checked against your prompt (--no-confirm)", style=style)
+        return text
+    text.append(f"{gate.outcome}: ", style=f"bold {style}")
+    text.append(safe_text(f"round {best.round} vs your prompt, {gate.reason}"))
+    if confirmed.round != best.round:
+        text.append(f"; show --best prints round {confirmed.round}, your own prompt", style=style)
+    return text
 
 
 def usage_table(usage: dict[str, RoleUsage], title: str = "Usage") -> Table:
@@ -129,7 +165,7 @@ def usage_table(usage: dict[str, RoleUsage], title: str = "Usage") -> Table:
 
 
 def run_summary(result: RunResult) -> RenderableType:
-    best, initial = result.best, result.initial
+    best, initial = result.confirmed, result.initial
     header = Text()
     header.append(f"{clean(result.name)}: ", style="bold")
     stopped = {
@@ -142,7 +178,9 @@ def run_summary(result: RunResult) -> RenderableType:
     if result.message:
         header.append(f" ({clean(result.message)})", style="yellow")
     header.append(f"; best round {best.round} of {result.records[-1].round}; {result.seconds:.1f}s")
-    parts: list[RenderableType] = [header]
+    parts: list[RenderableType] = [header, gate_line(result.gate, result.best, best)]
+    if any(r.votes for r in result.records):
+        parts.append(Text(judge_line([r.votes for r in result.records]), style="dim"))
     parts.append(Panel(safe_text(best.prompt.strip()), title=f"best prompt (round {best.round})", title_align="left"))
     if best.round != initial.round:
         parts.append(
@@ -174,8 +212,12 @@ def run_json(result: RunResult) -> dict[str, Any]:
         "model_changes": result.model_changes,
         "seed": result.seed,
         "warnings": result.warnings,
-        "best_round": result.best.round,
-        "best_prompt": result.best.prompt,
+        "best_round": result.confirmed.round,
+        "best_prompt": result.confirmed.prompt,
+        "candidate_round": result.best.round,
+        "confirmed": result.gate.confirmed if result.gate else None,
+        "gate": gate_json(result.gate),
+        "judge": judge_json([r.votes for r in result.records]),
         "initial_prompt": result.initial.prompt,
         "new_rounds": result.new_rounds,
         "rounds": [round_json(r) for r in result.records],
@@ -190,6 +232,19 @@ def run_json(result: RunResult) -> dict[str, Any]:
     }
 
 
+def judge_json(groups: list[list[VoteRecord]]) -> dict[str, Any] | None:
+    """The judge's diagnostics as data: votes, abstentions, share of A, pairs and order consistency."""
+    from promptopt.engine.diagnostics import combined
+
+    return combined(groups).as_dict() if any(groups) else None
+
+
+def gate_json(gate: GateRecord | None) -> dict[str, Any] | None:
+    if gate is None:
+        return None
+    return gate.model_dump(mode="json", exclude={"votes"}, exclude_none=True)
+
+
 def round_json(record: RoundRecord) -> dict[str, Any]:
     u = record.total_usage
     return {
@@ -200,6 +255,8 @@ def round_json(record: RoundRecord) -> dict[str, Any]:
         "votes": record.vote_marks,
         "wins": record.wins,
         "losses": record.losses,
+        "decision": record.decision,
+        "judge": judge_json([record.votes]),
         "score": record.score,
         "tokens": record.tokens,
         "calls": u.calls,
@@ -222,7 +279,8 @@ def models_changed(first: dict[str, str], models: dict[str, str]) -> str:
     return ", ".join(f"{role} {model}" for role, model in models.items() if first.get(role) != model)
 
 
-def rounds_table(records: list[RoundRecord], best_round: int | None) -> Table:
+def rounds_table(records: list[RoundRecord], best_round: int | None, candidate: int | None = None) -> Table:
+    """One row per round; ★ marks the best (confirmed) round, ☆ a better candidate not confirmed."""
     table = Table(show_edge=False, expand=True)
     # A run resumed with other models mixes them: then each round says which it ran with.
     mixed = len({json.dumps(r.models, sort_keys=True) for r in records if r.models}) > 1
@@ -237,7 +295,7 @@ def rounds_table(records: list[RoundRecord], best_round: int | None) -> Table:
     table.add_column("prompt", overflow="ellipsis", no_wrap=True, ratio=1)
     for r in records:
         verdict = verdict_label(r)
-        mark = " ★" if r.round == best_round else ""
+        mark = " ★" if r.round == best_round else " ☆" if r.round == candidate else ""
         table.add_row(
             f"{r.round}{mark}",
             str(r.base_round or ""),
@@ -262,6 +320,10 @@ def round_detail(record: RoundRecord, base: RoundRecord | None) -> RenderableTyp
     if base:
         head.append(f"  base round {base.round}")
     parts.append(head)
+    if record.decision:
+        parts.append(safe_text(f"decision: {record.decision}"))
+    if record.votes:
+        parts.append(Text(f"{judge_line([record.votes])}\n{VOTE_LEGEND}", style="dim"))
     if record.models:
         parts.append(safe_text(f"models: {models_text(record.models)}", "dim"))
     if record.error:
@@ -285,8 +347,10 @@ def round_detail(record: RoundRecord, base: RoundRecord | None) -> RenderableTyp
         parts.append(state)
     for i, vote in enumerate(record.votes, 1):
         order = "candidate shown as A" if vote.swapped else "candidate shown as B"
+        pair = f"pair {vote.pair + 1}, " if vote.pair is not None else ""
         body = vote.analysis or vote.error or ""
-        parts.append(Panel(safe_text(body.strip()), title=f"judge {i} {vote.mark} ({order})", title_align="left"))
+        title = f"judge {i} {vote.mark} ({pair}{order})"
+        parts.append(Panel(safe_text(body.strip()), title=title, title_align="left"))
     table = Table(title="answers", title_justify="left", show_lines=True)
     table.add_column("question", ratio=1)
     if base is not None:
@@ -306,44 +370,30 @@ def round_detail(record: RoundRecord, base: RoundRecord | None) -> RenderableTyp
 
 
 def strategy_state(record: RoundRecord) -> RenderableType | None:
-    """GPO's candidates or Dual-Phase's rewritten sentence and weights, when the round has them."""
-    state = record.state or {}
-    if isinstance(state.get("candidates"), list):
-        title = (
-            f"GPO candidates (edit budget {state.get('edit_budget')} words, "
-            f"retrieval {state.get('retrieval')}, base score {state.get('base_score')})"
-        )
-        table = Table(title=safe_text(title), title_justify="left", show_edge=False)
-        for col in ("#", "score", "votes", "edits", "accepted", "prompt"):
-            table.add_column(col, no_wrap=col != "prompt", overflow="ellipsis")
-        for i, c in enumerate(state["candidates"], 1):
-            if not isinstance(c, dict):  # results.json is outside input: skip what we did not write
-                continue
-            table.add_row(
-                str(i),
-                _number(c.get("score"), ".2f"),
-                safe_text(c.get("votes", "")),
-                safe_text(c.get("edit_distance", "")),
-                "yes" if c.get("accepted") else "",
-                safe_text(c.get("error") or " ".join(str(c.get("prompt", "")).split())[:120]),
-            )
+    """The round's strategy state as its strategy describes it (GPO's candidates, Dual-Phase's rewrite)."""
+    from promptopt.engine.strategies.base import STRATEGIES, get_strategy
+    from promptopt.errors import ConfigError
+
+    try:
+        cls = get_strategy(record.strategy) if record.strategy else None
+    except ConfigError:  # a strategy this version does not have: nothing to say
+        cls = None
+    views = [cls.describe_state(record)] if cls else [s.describe_state(record) for s in STRATEGIES.values()]
+    view = next((v for v in views if v is not None), None)
+    if view is None:
+        return None
+    if view.rows:
+        table = Table(title=safe_text(view.title), title_justify="left", show_edge=False)
+        for col in view.columns:
+            table.add_column(col, no_wrap=col != view.columns[-1], overflow="ellipsis")
+        for row in view.rows:
+            table.add_row(*(safe_text(cell) for cell in row))
         return table
-    if "old_sentence" in state:
-        picked = state.get("picked", 0)
-        sentence = int(picked) + 1 if _number(picked, "g").lstrip("-").isdigit() else "?"
-        text = Text()
-        text.append(
-            f"rewrote sentence {sentence} "
-            f"(p={_number(state.get('probability', 0), '.2f')}, reward {_number(state.get('reward', 0), '+.2f')})\n"
-        )
-        text.append(f"- {clean(state.get('old_sentence', ''))}\n", style="red")
-        if state.get("new_sentence"):
-            text.append(f"+ {clean(state.get('new_sentence'))}\n", style="green")
-        weights = state.get("weights")
-        weights = weights if isinstance(weights, list) else []
-        text.append("weights: " + " ".join(_number(w, ".2f") or "?" for w in weights), style="dim")
-        return Panel(text, title="Dual-Phase", title_align="left")
-    return None
+    styles = {"added": "green", "removed": "red", "dim": "dim", "": ""}
+    text = Text()
+    for i, (line, style) in enumerate(view.lines):
+        text.append(clean(line) + ("\n" if i < len(view.lines) - 1 else ""), style=styles.get(style, ""))
+    return Panel(text, title=safe_text(view.title), title_align="left")
 
 
 def _number(value: object, spec: str) -> str:
@@ -359,22 +409,53 @@ def estimate_table(est: Estimate) -> RenderableType:
         title_justify="left",
         show_edge=False,
     )
-    for col in ("role", "calls", "prompt tok", "completion tok", "cost"):
+    for col in ("role", "calls", "at most", "prompt tok", "completion tok", "cost", "at most"):
         table.add_column(col, justify="left" if col == "role" else "right")
+
+    def cost(value: float | None) -> str:
+        return "no price" if value is None else money(value)
+
     for role, r in est.roles.items():
-        cost = "no price" if r.cost_usd is None else money(r.cost_usd)
-        table.add_row(role, str(r.calls), f"~{r.prompt_tokens:,}", f"~{r.completion_tokens:,}", cost)
-    total = est.cost_usd
+        table.add_row(
+            role,
+            str(r.calls),
+            str(r.worst_calls),
+            f"~{r.prompt_tokens:,}",
+            f"~{r.completion_tokens:,}",
+            cost(r.cost_usd),
+            cost(r.worst_cost_usd),
+        )
     table.add_row(
         "total",
         str(est.calls),
+        str(est.worst_calls),
         f"~{sum(r.prompt_tokens for r in est.roles.values()):,}",
         f"~{sum(r.completion_tokens for r in est.roles.values()):,}",
-        "unknown" if total is None else money(total),
+        "unknown" if est.cost_usd is None else money(est.cost_usd),
+        "unknown" if est.worst_cost_usd is None else money(est.worst_cost_usd),
         style="bold",
     )
-    note = Text("Upper bound: rounds answered from the cache cost nothing; no model was called.", style="dim")
-    return Group(table, note)
+    notes = [
+        "No model was called. Rounds answered from the cache cost nothing.",
+        "Judge calls: the expected count for a judge that cannot tell the prompts apart (a decisive judge "
+        "stops sooner); 'at most' is every pair adaptive judging may ask for"
+        + (", the confirmation gate included." if est.confirm else "."),
+    ]
+    if est.guessed:
+        notes.append("Reply lengths are guessed (no earlier rounds or cached replies of these models yet).")
+    return Group(table, Text("\n".join(notes), style="dim"))
+
+
+def compare_header(result: CompareResult, source: str) -> Text:
+    """What A and B are and what they are judged on."""
+    text = Text()
+    text.append("A: ", style="bold")
+    text.append(safe_text(result.a_label))
+    text.append("   B: ", style="bold")
+    text.append(safe_text(result.b_label))
+    votes = len(result.questions[0].votes) if result.questions else 0
+    text.append(safe_text(f"\n{plural(len(result.questions), 'question')} from {source}, {votes} judge votes each"))
+    return text
 
 
 def compare_table(result: CompareResult) -> RenderableType:
@@ -397,13 +478,31 @@ def compare_table(result: CompareResult) -> RenderableType:
         if result.metric:
             row += ["✓" if q.a_correct else "✗", "✓" if q.b_correct else "✗"]
         table.add_row(*row)
+    t = result.pairs
+    low, high = result.win_rate_ci
+    verdict_style = {"B better": "bold green", "A better": "bold yellow"}.get(result.verdict, "bold")
     summary = Text()
+    summary.append(f"{result.verdict}", style=verdict_style)
+    summary.append(f" at alpha {result.alpha:g}, decided by the {result.decided_by}")
     summary.append(
-        f"B wins {result.b_wins}, A wins {result.a_wins}, ties {result.ties} of {len(result.questions)} "
-        f"questions; B's vote win rate {result.win_rate:.0%}",
-        style="bold",
+        f"\njudge: B won {t.wins} pairs, A {t.losses}, {t.ties} tied (over {t.pairs} pairs, both orders each); "
+        f"B's win rate {result.win_rate:.0%} (95% CI {low:.0%}–{high:.0%}), p {result.p_value:.3g} (two-sided, "
+        f"over pairs)"
     )
-    if result.metric and result.a_accuracy is not None:
-        summary.append(f"\naccuracy ({clean(result.metric)}): A {result.a_accuracy:.0%}, B {result.b_accuracy:.0%}")
-    summary.append(f"\ncalls {result.calls}, cost {money(result.cost_usd, result.unpriced)}", style="dim")
+    if result.metric and result.a_accuracy is not None and result.b_accuracy is not None:
+        ci_a, ci_b = result.accuracy_ci("a") or (0.0, 1.0), result.accuracy_ci("b") or (0.0, 1.0)
+        only_a, only_b = result.discordant
+        summary.append(
+            safe_text(
+                f"\naccuracy ({result.metric}): A {result.a_accuracy:.0%} ({ci_a[0]:.0%}–{ci_a[1]:.0%}), "
+                f"B {result.b_accuracy:.0%} ({ci_b[0]:.0%}–{ci_b[1]:.0%}); "
+                f"only A right on {only_a}, only B on {only_b}: McNemar p {result.mcnemar_p:.3g}"
+            )
+        )
+    summary.append(f"\nper question: B {result.b_wins}, A {result.a_wins}, tie {result.ties}", style="dim")
+    summary.append(
+        f"\n{VOTE_LEGEND.replace('candidate', 'B').replace('the base (the best prompt so far)', 'A')}", style="dim"
+    )
+    seed = f", seed {result.seed}" if result.seed is not None else ""
+    summary.append(f"\ncalls {result.calls}, cost {money(result.cost_usd, result.unpriced)}{seed}", style="dim")
     return Group(table, summary)

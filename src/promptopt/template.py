@@ -69,6 +69,8 @@ class Template(BaseModel):
     count: int | None = None
     qa: list[QA] = Field(alias="qa", min_length=1)
     metric: str | None = None
+    # Held-out questions: never shown to the optimizer; only the confirmation gate uses them.
+    holdout: list[QA] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -205,6 +207,8 @@ def dump_template(template: Template) -> str:
     }
     if template.metric:
         data["metric"] = template.metric
+    if template.holdout:
+        data["holdout"] = [{"question": q.question, "answer": q.answer or ""} for q in template.holdout]
     return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
 
 
@@ -227,6 +231,10 @@ def template_changes(old: Template, new: Template) -> list[str]:
         changes.append("count")
     if text(old.metric) != text(new.metric):
         changes.append("metric")
+    if [(text(q.question), text(q.answer)) for q in old.holdout] != [
+        (text(q.question), text(q.answer)) for q in new.holdout
+    ]:
+        changes.append("holdout")
     return changes
 
 

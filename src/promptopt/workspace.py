@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from promptopt.errors import TemplateError, WorkspaceError, WorkspaceLocked
 from promptopt.files import atomic_write
-from promptopt.records import AnswerRecord, RoundRecord, now_string
+from promptopt.records import AnswerRecord, GateRecord, RoundRecord, now_string
 
 if TYPE_CHECKING:
     from promptopt.template import Template
@@ -63,6 +63,8 @@ class Workspace:
         self.results_path = self.prompts / "results.json"
         # The template of the latest run, so `compare WORKSPACE/NAME:ROUND` knows the questions.
         self.template_path = self.root / "template.yaml"
+        # The confirmation gate's outcome for the current best round (see records.GateRecord).
+        self.gate_path = self.root / "gate.json"
         # Rounds that results.json held more than once at the last load() (the last entry is kept).
         self.duplicate_rounds: list[int] = []
 
@@ -150,6 +152,19 @@ class Workspace:
             target = self.prompts / f"results.{tag}-{stamp}-{n}.json"
         atomic_write(target, self.results_path.read_text(encoding="utf-8"))
         return target
+
+    def read_gate(self) -> GateRecord | None:
+        """The stored gate; None when there is none or it cannot be read (it is then run again)."""
+        try:
+            return GateRecord.model_validate_json(self.gate_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValidationError, ValueError):
+            return None
+
+    def write_gate(self, gate: GateRecord) -> None:
+        try:
+            atomic_write(self.gate_path, gate.model_dump_json(indent=2, exclude_none=True) + "\n")
+        except OSError as exc:
+            raise WorkspaceError(f"cannot write workspace {self.root}: {exc.strerror or exc}") from None
 
     def read_template(self) -> Template | None:
         """The template the latest run used; None when there is none (an SPO workspace) or it is unreadable."""

@@ -10,37 +10,69 @@ from pathlib import Path
 from typing import Any
 
 from promptopt.config import ROLES, RunConfig
+from promptopt.engine.confirm import gate_votes
 from promptopt.engine.execute import executor_messages
 from promptopt.engine.judge import comparison_block, judge_messages
-from promptopt.engine.strategies.base import format_qa_block, get_strategy
-from promptopt.engine.strategies.spo import count_rule
-from promptopt.llm import estimate_tokens, messages_tokens
-from promptopt.prompts import render
+from promptopt.engine.strategies.base import RunContext, Strategy, get_strategy
+from promptopt.errors import PromptoptError
+from promptopt.llm import Completion, Ledger, estimate_tokens, messages_tokens
 from promptopt.records import AnswerRecord, RoundRecord
 from promptopt.template import Template
 
 
 @dataclass
 class RoleEstimate:
-    calls: int = 0
+    calls: int = 0  # expected (judge votes: for a judge that cannot tell the prompts apart)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = 0.0
+    worst_calls: int = 0  # at most (adaptive judging asks for every pair it may)
+    worst_cost_usd: float | None = 0.0
 
 
 @dataclass
 class Estimate:
     rounds: list[int]
     roles: dict[str, RoleEstimate] = field(default_factory=dict)
+    # Whether completion lengths are guesses (an empty cache and no rounds yet): said plainly.
+    guessed: bool = False
+    confirm: bool = False  # the confirmation gate is counted
 
     @property
     def calls(self) -> int:
         return sum(r.calls for r in self.roles.values())
 
     @property
+    def worst_calls(self) -> int:
+        return sum(r.worst_calls for r in self.roles.values())
+
+    @property
     def cost_usd(self) -> float | None:
         costs = [r.cost_usd for r in self.roles.values() if r.calls]
         return None if any(c is None for c in costs) else sum(c or 0.0 for c in costs)
+
+    @property
+    def worst_cost_usd(self) -> float | None:
+        costs = [r.worst_cost_usd for r in self.roles.values() if r.worst_calls]
+        return None if any(c is None for c in costs) else sum(c or 0.0 for c in costs)
+
+
+class NoCalls:
+    """The LLM an estimate hands a strategy: asking it anything is a bug."""
+
+    def __init__(self) -> None:
+        self.usage = Ledger()
+        self.run_seed: int | None = None
+        self.warnings: list[str] = []
+        self.startup_seconds = 0.0
+
+    async def complete(self, role: str, messages: list[dict[str, Any]], *, sample: int = 0) -> Completion:
+        raise PromptoptError("--dry-run calls no model")
+
+
+def strategy_for(template: Template, config: RunConfig) -> Strategy:
+    """The run's strategy, built to describe itself (its options checked), never to call a model."""
+    return get_strategy(config.strategy)(RunContext(template, config, NoCalls()))
 
 
 def _answer_tokens(template: Template) -> int:
@@ -86,23 +118,23 @@ def _price_table() -> dict[str, Any]:
     return {}
 
 
-def prompt_tokens(template: Template, answer: int) -> dict[str, int]:
-    """Estimated prompt tokens of one call per role, for answers of `answer` tokens (executor: the mean)."""
+def prompt_tokens(template: Template, answer: int, strategy: Strategy | None = None) -> dict[str, int]:
+    """Estimated prompt tokens of one call per role, for answers of `answer` tokens (executor: the mean).
+
+    The optimizer's is the strategy's own request; `gate` is one judge vote on one question.
+    """
     questions = [item.question for item in template.qa]
     fake = [AnswerRecord(question=x, answer="x" * answer * 4) for x in questions]
     executor = sum(messages_tokens(executor_messages(template.prompt, x)) for x in questions) / len(questions)
-    optimizer = render(
-        "optimizer",
-        requirements=template.requirements,
-        prompt=template.prompt,
-        answers=format_qa_block(questions, fake, template.golden),
-        count_rule=count_rule(template.count),
-    )
+    strategy = strategy or strategy_for(template, RunConfig.model_validate({}))
+    optimizer = strategy.estimate_messages(RoundRecord(round=1, prompt=template.prompt, answers=fake))
     judge = judge_messages(template.requirements, comparison_block(questions, template.golden, fake, fake))
+    one = judge_messages(template.requirements, comparison_block(questions[:1], template.golden[:1], fake, fake))
     return {
-        "optimizer": messages_tokens([{"role": "user", "content": optimizer}]),
+        "optimizer": messages_tokens(optimizer),
         "executor": int(executor),
         "evaluator": messages_tokens(judge),
+        "gate": messages_tokens(one),
     }
 
 
@@ -132,7 +164,7 @@ def context_warnings(template: Template, config: RunConfig) -> list[str]:
     The judge and the optimizer see every question with its answers at once: a template with
     thousands of questions makes prompts of megabytes.
     """
-    prompts = prompt_tokens(template, _answer_tokens(template))
+    prompts = prompt_tokens(template, _answer_tokens(template), strategy_for(template, config))
     warnings = []
     for role, what in (("evaluator", "judge"), ("optimizer", "optimizer")):
         model = config.role(role).model
@@ -160,34 +192,59 @@ def estimate_run(
     first: int,
     averages: dict[str, float] | None = None,
 ) -> Estimate:
-    """Calls and tokens for rounds first..max_rounds, from the strategy's per-round formula.
+    """Calls and tokens for rounds first..max_rounds and the confirmation gate, from the strategy's
+    own description of a round and the acceptance rule's vote counts.
 
     Completion lengths come from the run's own rounds when resuming, else from earlier replies
     of the same models in the cache (`averages`), else from guesses based on the template.
     """
-    strategy = get_strategy(config.strategy)
+    strategy = strategy_for(template, config)
     rounds = list(range(first, config.max_rounds + 1))
-    q = len(template.qa)
     seen = observed_completions(records, averages or {})
     answer = int(seen.get("executor", _answer_tokens(template)))
     prompt_len = max(estimate_tokens(template.prompt), 60)
-    prompts = prompt_tokens(template, answer)
-    per_call = {
-        "optimizer": (prompts["optimizer"], int(seen.get("optimizer", prompt_len + 250))),
-        "executor": (prompts["executor"], answer),
-        "evaluator": (prompts["evaluator"], int(seen.get("evaluator", 200))),
+    prompts = prompt_tokens(template, answer, strategy)
+    completion = {
+        "optimizer": int(seen.get("optimizer", prompt_len + 250)),
+        "executor": answer,
+        "evaluator": int(seen.get("evaluator", 200)),
     }
-    totals = {role: RoleEstimate() for role in ROLES}
-    # Strategies drop judge calls when a metric decides: tell them whether one will.
-    opts = {**config.strategy_options, "metric": template.metric if template.has_answers else None}
+    rule = strategy.acceptance.rule
+    expected: dict[str, float] = dict.fromkeys(ROLES, 0.0)
+    worst: dict[str, int] = dict.fromkeys(ROLES, 0)
+    judged: dict[str, float] = {"expected": 0.0, "worst": 0}  # judge votes of the rounds (set-wise prompts)
     for n in rounds:
-        calls = strategy.first_round_calls(q, opts) if n == 1 else strategy.calls_per_round(q, config.votes, opts)
-        for role, count in calls.as_dict().items():
-            totals[role].calls += count
-            totals[role].prompt_tokens += count * per_call[role][0]
-            totals[role].completion_tokens += count * per_call[role][1]
-    for role, est in totals.items():
-        if est.calls:
-            price = price_per_token(config.role(role).model)
-            est.cost_usd = None if price is None else est.prompt_tokens * price[0] + est.completion_tokens * price[1]
-    return Estimate(rounds, totals)
+        calls = strategy.round_calls(first=n == 1)
+        for role, count in (("optimizer", calls.optimizer), ("executor", calls.executor)):
+            expected[role] += count
+            worst[role] += count
+        judged["expected"] += calls.comparisons * rule.expected()
+        judged["worst"] += calls.comparisons * rule.most()
+    gate: dict[str, float] = {"expected": 0.0, "worst": 0}
+    if config.confirm and rounds and config.max_rounds > 1:  # the gate runs when the best is not round 1
+        held = len(template.holdout)
+        if not (strategy.acceptance.metric and any(q.answer for q in template.holdout)):
+            gate["expected"], gate["worst"] = gate_votes(len(template.qa) + held, config.alpha)
+        expected["executor"] += 2 * held
+        worst["executor"] += 2 * held
+    totals = {role: RoleEstimate() for role in ROLES}
+    for role in ROLES:
+        est = totals[role]
+        if role == "evaluator":
+            est.calls = round(judged["expected"] + gate["expected"])
+            est.worst_calls = int(judged["worst"] + gate["worst"])
+            est.prompt_tokens = round(judged["expected"] * prompts["evaluator"] + gate["expected"] * prompts["gate"])
+            worst_prompt = judged["worst"] * prompts["evaluator"] + gate["worst"] * prompts["gate"]
+        else:
+            est.calls, est.worst_calls = round(expected[role]), worst[role]
+            est.prompt_tokens = round(expected[role] * prompts[role])
+            worst_prompt = worst[role] * prompts[role]
+        est.completion_tokens = est.calls * completion[role]
+        price = price_per_token(config.role(role).model)
+        if price is None:
+            est.cost_usd = est.worst_cost_usd = None
+        else:
+            est.cost_usd = est.prompt_tokens * price[0] + est.completion_tokens * price[1]
+            est.worst_cost_usd = worst_prompt * price[0] + est.worst_calls * completion[role] * price[1]
+    guessed = not any(r.usage for r in records) and not averages
+    return Estimate(rounds, totals, guessed, config.confirm)

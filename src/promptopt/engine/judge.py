@@ -1,7 +1,13 @@
-"""Pairwise judging of two answer sets with balanced A/B swaps."""
+"""Pairwise judging: votes in pairs (the same comparison shown both ways), and what they say of the judge.
+
+A vote is one judge call; vote `i` belongs to pair `i // 2` and shows the candidate as A when
+`i` is odd. The cache sample of vote `i` is `i` (plus the question's offset when one question
+is judged alone), so a resumed or repeated comparison pays for no vote twice.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from promptopt import prompts
@@ -20,7 +26,10 @@ def answer_text(item: AnswerRecord) -> str:
 
 
 def comparison_block(
-    questions: list[str], golden: list[str | None], first: list[AnswerRecord], second: list[AnswerRecord]
+    questions: Sequence[str],
+    golden: Sequence[str | None],
+    first: Sequence[AnswerRecord],
+    second: Sequence[AnswerRecord],
 ) -> str:
     """Each question once, with its reference and both answers: nothing repeated."""
     parts = []
@@ -39,64 +48,51 @@ def judge_messages(requirements: str, comparison: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": content}]
 
 
-def swap_plan(votes: int) -> list[bool]:
-    """Balanced, not random: votes alternate unswapped/swapped (candidate as B, then as A)."""
-    return [i % 2 == 1 for i in range(votes)]
-
-
 @dataclass
-class Verdict:
-    votes: list[VoteRecord]
-    wins: int
-    losses: int
-    abstained: int
-    min_valid: int
+class Comparison:
+    """Base and candidate answers to the same questions, as the judge sees them."""
 
-    @property
-    def candidate_wins(self) -> bool:
-        """Strictly more wins than losses among enough valid votes."""
-        valid = self.wins + self.losses
-        return valid >= self.min_valid and self.wins > self.losses
+    requirements: str
+    questions: Sequence[str]
+    golden: Sequence[str | None]
+    base: Sequence[AnswerRecord]
+    candidate: Sequence[AnswerRecord]
+    question: int | None = None  # set when this compares one question alone (its index)
 
-
-def min_valid_votes(votes: int) -> int:
-    return max(1, (votes + 1) // 2)
+    def messages(self, swapped: bool) -> list[dict[str, str]]:
+        first, second = (self.candidate, self.base) if swapped else (self.base, self.candidate)
+        return judge_messages(self.requirements, comparison_block(self.questions, self.golden, first, second))
 
 
-async def _vote(llm: LLM, messages: list[dict[str, str]], swapped: bool, sample: int) -> VoteRecord:
+def one_question(comparison: Comparison, index: int) -> Comparison:
+    """The comparison of question `index` alone (for judging per question)."""
+    c = comparison
+    return Comparison(
+        c.requirements, [c.questions[index]], [c.golden[index]], [c.base[index]], [c.candidate[index]], index
+    )
+
+
+async def _vote(llm: LLM, comparison: Comparison, index: int, sample: int) -> VoteRecord:
+    swapped = index % 2 == 1
+    vote = VoteRecord(winner="abstain", swapped=swapped, pair=index // 2, question=comparison.question)
     try:
-        reply = await llm.complete("evaluator", messages, sample=sample)
+        reply = await llm.complete("evaluator", comparison.messages(swapped), sample=sample)
     except LLMError as exc:
         if not exc.retryable:
             raise
-        return VoteRecord(winner="abstain", swapped=swapped, error=str(exc))
+        vote.error = str(exc)
+        return vote
     choice = parse_choice(reply.text)
-    analysis = extract_tag(reply.text, "analyse") or extract_tag(reply.text, "analysis") or ""
+    vote.analysis = extract_tag(reply.text, "analyse") or extract_tag(reply.text, "analysis") or ""
     if choice is None:
-        return VoteRecord(
-            winner="abstain", swapped=swapped, analysis=analysis, error="unparsable vote: no <choose>A|B</choose>"
-        )
+        vote.error = "unparsable vote: no <choose>A|B</choose>"
+        return vote
     # Unswapped: base is A, candidate is B. Swapped: candidate is A.
-    candidate_letter = "A" if swapped else "B"
-    if choice == candidate_letter:
-        return VoteRecord(winner="candidate", swapped=swapped, choice=choice, analysis=analysis)
-    return VoteRecord(winner="base", swapped=swapped, choice=choice, analysis=analysis)
+    vote.winner = "candidate" if choice == ("A" if swapped else "B") else "base"
+    vote.choice = choice
+    return vote
 
 
-async def judge(
-    llm: LLM,
-    requirements: str,
-    questions: list[str],
-    golden: list[str | None],
-    base: list[AnswerRecord],
-    candidate: list[AnswerRecord],
-    votes: int,
-) -> Verdict:
-    """`votes` concurrent judge calls, half with the candidate shown first; unparsable votes abstain."""
-    plan = swap_plan(votes)
-    straight = judge_messages(requirements, comparison_block(questions, golden, base, candidate))
-    swapped = judge_messages(requirements, comparison_block(questions, golden, candidate, base))
-    records = await gather_ordered(_vote(llm, swapped if s else straight, s, sample=i) for i, s in enumerate(plan))
-    wins = sum(r.winner == "candidate" for r in records)
-    losses = sum(r.winner == "base" for r in records)
-    return Verdict(records, wins, losses, votes - wins - losses, min_valid_votes(votes))
+async def votes(llm: LLM, comparison: Comparison, indices: Iterable[int], offset: int = 0) -> list[VoteRecord]:
+    """The votes with these indices, concurrently; an unparsable or failed vote abstains."""
+    return await gather_ordered(_vote(llm, comparison, i, offset + i) for i in indices)

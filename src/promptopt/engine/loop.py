@@ -9,12 +9,14 @@ import time
 from dataclasses import dataclass
 
 from promptopt.config import ROLES, RunConfig
+from promptopt.engine.confirm import confirm, gate_key
+from promptopt.engine.diagnostics import NEAR_CHANCE_ADVICE, combined, near_chance
 from promptopt.engine.results import RunPlan, RunResult
 from promptopt.engine.strategies.base import RunContext, Strategy, get_strategy
 from promptopt.errors import BudgetExceeded, ConfigError, DeadlineExceeded, LLMError, WorkspaceError
 from promptopt.events import Events
 from promptopt.llm import LLM
-from promptopt.records import RoleUsage, RoundRecord, now_string
+from promptopt.records import GateRecord, RoleUsage, RoundRecord, now_string
 from promptopt.template import Template, template_changes
 from promptopt.workspace import Workspace
 
@@ -138,6 +140,27 @@ def nothing_worked(llm: LLM, spent: dict[str, RoleUsage], models: dict[str, str]
     return LLMError(f"no model call succeeded; last error: {where}{last}")
 
 
+async def gated(strategy: Strategy, workspace: Workspace, records: list[RoundRecord], best: RoundRecord) -> GateRecord:
+    """The confirmation gate for `best`: the stored one when it judged the same thing, else run and store it."""
+    stored = workspace.read_gate()
+    same = best.round != records[0].round and stored is not None and stored.key == gate_key(strategy, records[0], best)
+    if same and stored is not None and (stored.outcome != "skipped" or not strategy.ctx.config.confirm):
+        return stored
+    gate = await confirm(strategy, records, best)
+    workspace.write_gate(gate)
+    return gate
+
+
+def warn_near_chance(records: list[RoundRecord], events: Events, llm: LLM) -> None:
+    """Once per run (even with --quiet): a judge whose two orders agree about as often as a coin's."""
+    stats = combined([r.votes for r in records])
+    if near_chance(stats):
+        message = NEAR_CHANCE_ADVICE.format(share=stats.consistency or 0.0, pairs=stats.pairs)
+        if message not in llm.warnings:
+            llm.warnings.append(message)
+            events.warning(message)
+
+
 async def _round(strategy: Strategy, number: int, records: list[RoundRecord], left: float | None) -> RoundRecord:
     coro = strategy.first_round() if number == 1 else strategy.step(number, records)
     if left is None:
@@ -199,13 +222,27 @@ async def run_optimization(
             if stopped in ("budget", "deadline"):
                 raise BudgetExceeded(f"{message}; no round completed")
             raise WorkspaceError(f"{workspace.root}: no round completed ({message or 'nothing to run'})")
+        best = strategy.best(records)
+        gate: GateRecord | None = None
+        if stopped not in ("budget", "deadline"):  # a stopped run is confirmed when it finishes
+            try:
+                gate = await gated(strategy, workspace, records, best)
+            except DeadlineExceeded as exc:
+                stopped, message = "deadline", f"{exc}; the best prompt is not confirmed yet"
+            except BudgetExceeded as exc:
+                stopped, message = "budget", f"{exc}; the best prompt is not confirmed yet"
+            spent = llm.usage.since(run_usage)
+        if gate is None:
+            stored = workspace.read_gate()
+            gate = stored if stored is not None and stored.best_round == best.round else None
+        warn_near_chance(records, events, llm)
         result = RunResult(
             name=workspace.name,
             workspace=workspace.root,
             strategy=config.strategy,
             records=records,
             new_rounds=new_rounds,
-            best=strategy.best(records),
+            best=best,
             usage=spent,
             stopped=stopped,
             message=message,
@@ -214,6 +251,7 @@ async def run_optimization(
             seconds=round(time.perf_counter() - started, 3),
             seed=plan.seed,
             warnings=list(llm.warnings),
+            gate=gate,
         )
         events.run_done(result)
         return result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from promptopt.records import RoleUsage, RoundRecord
+from promptopt.records import GateRecord, RoleUsage, RoundRecord, confirmed_round
 
 
 @dataclass
@@ -48,10 +48,17 @@ class RunResult:
     seed: int | None = None
     # What the user must hear once: a cache that could not be written, …
     warnings: list[str] = field(default_factory=list)
+    # The confirmation gate for `best` (None: the run stopped before it, or an older workspace).
+    gate: GateRecord | None = None
 
     @property
     def initial(self) -> RoundRecord:
         return self.records[0]
+
+    @property
+    def confirmed(self) -> RoundRecord:
+        """The prompt the run stands behind: `best` once the gate confirmed it, else the user's own."""
+        return confirmed_round(self.records, self.best, self.gate)
 
     @property
     def calls(self) -> int:

@@ -1,16 +1,27 @@
-"""The strategy base class, its shared steps, and the name registry."""
+"""The strategy base class, its shared steps, and the name registry.
+
+A strategy is one room: its options (a pydantic model), how its round `state` reads in `show`
+and the web UI (`describe_state`), and what a round costs (`round_calls`, the optimizer prompt
+behind `estimate_messages`) travel with it. The CLI, the API, the UI and the estimator ask it.
+"""
 
 from __future__ import annotations
 
+import inspect
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
-from promptopt.config import RunConfig
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from promptopt import prompts
+from promptopt.config import RunConfig, error_message
+from promptopt.engine.acceptance import Acceptance
 from promptopt.engine.execute import execute
-from promptopt.engine.judge import Verdict, answer_text, judge
+from promptopt.engine.judge import answer_text
 from promptopt.engine.parse import extract_tag, parse_prompt
 from promptopt.errors import ConfigError, LLMError
 from promptopt.events import Events
@@ -46,15 +57,30 @@ class Proposal:
 
 
 @dataclass
-class CallEstimate:
-    """Calls per role for one round of a strategy (used by --dry-run and the docs)."""
+class RoundCalls:
+    """What one round of a strategy asks for (used by --dry-run and the docs): optimizer calls,
+    executions, and comparisons (each costs the acceptance rule's judge votes; 0 when a metric
+    decides without the judge)."""
 
     optimizer: int = 0
     executor: int = 0
-    evaluator: int = 0
+    comparisons: int = 0
 
-    def as_dict(self) -> dict[str, int]:
-        return {"optimizer": self.optimizer, "executor": self.executor, "evaluator": self.evaluator}
+
+class NoOptions(BaseModel):
+    """A strategy without options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class StateView:
+    """A round's strategy state as plain text for `show` and the web UI (data, never markup)."""
+
+    title: str
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    lines: list[tuple[str, str]] = field(default_factory=list)  # (text, style: "", "added", "removed", "dim")
 
 
 def require_answers(answers: list[AnswerRecord], whose: str) -> list[AnswerRecord]:
@@ -86,26 +112,68 @@ class Strategy(ABC):
     """
 
     name: ClassVar[str] = ""
+    # The strategy's options: defaults, bounds and help text in one pydantic model.
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    # Older flags that set an option (flag → option name), e.g. GPO's --top-k.
+    flags: ClassVar[dict[str, str]] = {}
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
+        self.options: Any = self.parse_options(ctx.config.strategy_options)
+        self.acceptance = Acceptance(ctx)
 
     # --- what each strategy defines -------------------------------------------------------
     @abstractmethod
     async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord: ...
 
-    @classmethod
-    def calls_per_round(cls, questions: int, votes: int, options: dict[str, Any]) -> CallEstimate:
-        """Model calls of one round after the first (the --dry-run formula)."""
-        return CallEstimate(optimizer=1, executor=questions, evaluator=votes)
+    def round_calls(self, first: bool) -> RoundCalls:
+        """What one round asks for: round 1 executes the prompt; later rounds write one candidate,
+        execute it and compare it once."""
+        q = len(self.ctx.template.qa)
+        if first:
+            return RoundCalls(executor=q)
+        return RoundCalls(optimizer=1, executor=q, comparisons=1)
+
+    def estimate_messages(self, base: RoundRecord) -> list[dict[str, str]]:
+        """A typical optimizer request for this base round (the estimator sizes its tokens)."""
+        return [{"role": "user", "content": base.prompt}]
 
     @classmethod
-    def first_round_calls(cls, questions: int, options: dict[str, Any]) -> CallEstimate:
-        return CallEstimate(executor=questions)
+    def describe_state(cls, record: RoundRecord) -> StateView | None:
+        """How a round's `state` reads in `show --round` and the web UI; None when there is nothing to say."""
+        return None
 
     def should_stop(self, history: list[RoundRecord]) -> str | None:
         """A reason to stop before --max-rounds (e.g. converged), or None."""
         return None
+
+    @classmethod
+    def parse_options(cls, raw: Mapping[str, Any]) -> BaseModel:
+        """The strategy's options from `RunConfig.strategy_options`; one line naming the option on error."""
+        known = set(cls.Options.model_fields)
+        for key in raw:
+            if key not in known:
+                label = option_label(cls, key)
+                owners = sorted(n for n, s in STRATEGIES.items() if key in s.Options.model_fields)
+                where = f" ({', '.join(owners)} has it)" if owners else ""
+                have = f"; its options: {', '.join(sorted(known))}" if known else ""
+                raise ConfigError(f"{label}: --strategy {cls.name} has no option {key}{where}{have}")
+        try:
+            return cls.Options.model_validate(dict(raw))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = str(err["loc"][0]) if err["loc"] else "?"
+            raise ConfigError(f"{option_label(cls, key)} {raw.get(key)}: {error_message(err)}") from None
+
+    def render_prompt(self, name: str, **values: object) -> str:
+        """A meta-prompt: `<name>.txt` beside the strategy's module if there is one, else promptopt's own."""
+        own = Path(inspect.getfile(type(self))).with_name(f"{name}.txt")
+        if own.is_file():
+            text = own.read_text(encoding="utf-8")
+            for key, value in values.items():
+                text = text.replace("{" + key + "}", str(value))
+            return text
+        return prompts.render(name, **values)
 
     # --- shared behaviour -----------------------------------------------------------------
     def initial_prompt(self) -> str:
@@ -182,36 +250,18 @@ class Strategy(ABC):
             None, analysis, modification, error=f"optimizer: {last_error} ({attempts} attempts)", attempts=attempts
         )
 
-    async def compare(self, base: list[AnswerRecord], candidate: list[AnswerRecord]) -> Verdict:
-        t = self.ctx.template
-        return await judge(
-            self.ctx.llm, t.requirements, self.ctx.questions, t.golden, base, candidate, self.ctx.config.votes
-        )
+
+def option_label(cls: type[Strategy], key: str) -> str:
+    """How the user set an option: its older flag (--top-k) or --option key."""
+    flag = next((f for f, name in cls.flags.items() if name == key), None)
+    return flag or f"--option {key}"
 
 
-def number_option(
-    options: Mapping[str, Any],
-    key: str,
-    default: float,
-    low: float,
-    high: float,
-    whole: bool = False,
-    flag: str | None = None,
-) -> float:
-    """A numeric strategy option, checked against its range; errors name the flag."""
-    name = flag or f"strategy option {key}"
-    value = options.get(key)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-        if whole and number != int(number):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} {value}: expected a {'whole number' if whole else 'number'}") from None
-    if not low <= number <= high:
-        raise ConfigError(f"{name} {number:g}: must be between {low:g} and {high:g}")
-    return int(number) if whole else number
+def count_rule(count: int | None) -> str:
+    """The word-limit rule every optimizer prompt states."""
+    if count is None:
+        return "4. There is no word limit on the prompt, but every sentence must earn its place."
+    return f"4. The revised prompt must be at most {count} words long."
 
 
 STRATEGIES: dict[str, type[Strategy]] = {}

@@ -20,17 +20,17 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from promptopt import prompts
+from pydantic import BaseModel, ConfigDict, Field
+
+from promptopt.engine.acceptance import correct_marks
 from promptopt.engine.execute import execute
 from promptopt.engine.parse import extract_tag, parse_prompt
-from promptopt.engine.scoring import Scorer, correct_marks
 from promptopt.engine.strategies.base import (
-    CallEstimate,
     Proposal,
-    RunContext,
+    RoundCalls,
+    StateView,
     Strategy,
     format_qa_block,
-    number_option,
     register,
     require_answers,
 )
@@ -119,26 +119,58 @@ def parse_sentence(text: str) -> str | None:
     return sentence or None
 
 
+class DualPhaseOptions(BaseModel):
+    """Dual-Phase's options (`--option eta=0.3 --option patience=4`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    eta: float = Field(0.5, ge=0.0, le=10.0, allow_inf_nan=False, description="EXP3 learning rate of the weights")
+    patience: int = Field(3, ge=1, le=100, description="steps in a row without improvement before stopping")
+
+
 @register
 class DualPhase(Strategy):
     name = "dual-phase"
+    Options = DualPhaseOptions
+    options: DualPhaseOptions
 
-    def __init__(self, ctx: RunContext) -> None:
-        super().__init__(ctx)
-        options = ctx.config.strategy_options
-        self.eta = number_option(options, "eta", 0.5, 0.0, 10.0)
-        self.patience = int(number_option(options, "patience", 3, 1, 100, whole=True))
-        self.scorer = Scorer(ctx, self.compare)
+    @property
+    def eta(self) -> float:
+        return self.options.eta
+
+    @property
+    def patience(self) -> int:
+        return self.options.patience
+
+    def round_calls(self, first: bool) -> RoundCalls:
+        """Round 1: 1 optimizer call (the structured prompt) + Q executions. Later: 1 optimizer call
+        + Q executions + 1 comparison (none when a metric decides)."""
+        q = len(self.ctx.template.qa)
+        if first:
+            return RoundCalls(optimizer=1, executor=q)
+        return RoundCalls(optimizer=1, executor=q, comparisons=0 if self.acceptance.metric else 1)
+
+    def estimate_messages(self, base: RoundRecord) -> list[dict[str, str]]:
+        sentences = split_sentences(base.prompt) or [base.prompt]
+        return self.rewrite_messages(base.prompt, max(sentences, key=len), base.answers)
 
     @classmethod
-    def first_round_calls(cls, questions: int, options: dict[str, Any]) -> CallEstimate:
-        """1 optimizer call (the structured prompt) + Q executions."""
-        return CallEstimate(optimizer=1, executor=questions)
-
-    @classmethod
-    def calls_per_round(cls, questions: int, votes: int, options: dict[str, Any]) -> CallEstimate:
-        """1 optimizer + Q executions + votes judge calls; no judge when `options["metric"]` is set."""
-        return CallEstimate(optimizer=1, executor=questions, evaluator=0 if options.get("metric") else votes)
+    def describe_state(cls, record: RoundRecord) -> StateView | None:
+        state = record.state or {}
+        if "old_sentence" not in state:
+            return None
+        probability, reward = state.get("probability"), state.get("reward")
+        head = f"rewrote sentence {int(state.get('picked', 0)) + 1}" if isinstance(state.get("picked"), int) else ""
+        if isinstance(probability, (int, float)):
+            head += f" (p={float(probability):.2f}"
+            head += f", reward {float(reward):+.2f})" if isinstance(reward, (int, float)) else ")"
+        lines: list[tuple[str, str]] = [(head, ""), (f"- {state.get('old_sentence', '')}", "removed")]
+        if state.get("new_sentence"):
+            lines.append((f"+ {state.get('new_sentence')}", "added"))
+        weights = state.get("weights")
+        shown = " ".join(f"{float(w):.2f}" for w in (weights or []) if isinstance(w, (int, float)))
+        lines.append((f"weights: {shown}", "dim"))
+        return StateView("Dual-Phase", lines=lines)
 
     # --- phase 1 ------------------------------------------------------------------------------
     def init_messages(self) -> list[dict[str, str]]:
@@ -148,7 +180,7 @@ class DualPhase(Strategy):
             for i, q in enumerate(t.qa)
         )
         length_rule = f" Keep the prompt under {t.count} words." if t.count else ""
-        content = prompts.render(
+        content = self.render_prompt(
             "dual_phase_init",
             requirements=t.requirements.strip() or "(none given)",
             prompt=t.prompt.strip(),
@@ -167,7 +199,7 @@ class DualPhase(Strategy):
         answers = require_answers(await execute(self.ctx.llm, prompt, self.ctx.questions), "round 1's prompt")
         sentences = split_sentences(prompt)
         state = {
-            "score_kind": self.scorer.kind,
+            "score_kind": self.acceptance.kind,
             "user_prompt": t.prompt,
             **phase2_state(sentences, [INITIAL_WEIGHT] * len(sentences), [], 0),
         }
@@ -181,7 +213,7 @@ class DualPhase(Strategy):
             error=error,
             analysis=proposal.analysis,
             modification=modification,
-            score=self.scorer.initial_score(answers),
+            score=self.acceptance.initial_score(answers),
             state=state,
         )
 
@@ -208,7 +240,7 @@ class DualPhase(Strategy):
         return [i for i in eligible if i not in tried]
 
     def should_stop(self, history: list[RoundRecord]) -> str | None:
-        reason = self.scorer.nothing_to_gain(self.best(history).score)
+        reason = self.acceptance.nothing_to_gain(self.best(history).score)
         if reason or len(history) < 2:
             return reason
         sentences, _, tried, stale = self.current(history, self.best(history).prompt)
@@ -221,7 +253,7 @@ class DualPhase(Strategy):
     def feedback(self, answers: list[AnswerRecord]) -> tuple[str, str]:
         """(title, text): the wrong answers under a metric, else all answers with references."""
         t = self.ctx.template
-        metric = self.scorer.metric
+        metric = self.acceptance.metric
         if metric is not None:
             wrong = [i for i, mark in enumerate(correct_marks(answers, t.golden, metric)) if mark is False]
             if wrong:
@@ -234,7 +266,7 @@ class DualPhase(Strategy):
 
     def rewrite_messages(self, prompt: str, sentence: str, answers: list[AnswerRecord]) -> list[dict[str, str]]:
         title, text = self.feedback(answers)
-        content = prompts.render(
+        content = self.render_prompt(
             "dual_phase_rewrite",
             requirements=self.ctx.template.requirements.strip() or "(none given)",
             prompt=prompt.strip(),
@@ -281,12 +313,12 @@ class DualPhase(Strategy):
         if all(a.error is not None for a in record.answers):
             error = "every execution of the candidate failed"
             return self._failed(record, sentences, weights, tried, stale, pick, error)
-        if self.scorer.metric is None:
+        if self.acceptance.metric is None:
             events.phase(number, "judge")
-        scored = await self.scorer.score(base_answers, record.answers)
+        scored = await self.acceptance.decide(base_answers, record.answers)
         reward = scored.score - scored.base_score
-        record.votes, record.score = scored.votes, scored.score
-        if not scored.beats_current:
+        record.votes, record.score, record.decision = scored.votes, scored.score, scored.summary
+        if not scored.accepted:
             return self._rejected(record, sentences, weights, tried, stale, pick, reward)
         weights = exp3_update(weights, index, reward, pick["probability"], self.eta)
         record.succeed, record.verdict = True, "accepted"

@@ -5,6 +5,11 @@ current best prompt, and writes `candidates` new versions changing at most N wor
 cosine schedule over the run. Every candidate is executed and scored against the current
 best; the best-scoring one that beats it is accepted.
 
+Without a metric the scores shown to the optimizer and used by `importance` retrieval are
+Bradley–Terry ratings fitted to every stored pair of votes (the user's prompt at 0): each
+candidate was judged against the best prompt of its time, so raw vote shares would compare
+numbers on different scales. With a metric, accuracy is the score.
+
 results.json: each GPO round's `state` holds every candidate it scored (so the trajectory is
 rebuilt from history alone), the edit budget used and the rounds it retrieved.
 """
@@ -14,25 +19,26 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal
 
-from promptopt import prompts
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from promptopt.diff import word_edit_distance
+from promptopt.engine.acceptance import SELF_SCORE, Decision
 from promptopt.engine.concurrency import gather_ordered
 from promptopt.engine.execute import execute
-from promptopt.engine.scoring import SELF_SCORE, Score, Scorer
+from promptopt.engine.stats import bradley_terry
 from promptopt.engine.strategies.base import (
-    CallEstimate,
-    RunContext,
+    RoundCalls,
+    StateView,
     Strategy,
+    count_rule,
     format_qa_block,
-    number_option,
     register,
 )
-from promptopt.engine.strategies.spo import count_rule
 from promptopt.errors import ConfigError
 from promptopt.records import AnswerRecord, RoundRecord
 
@@ -44,22 +50,28 @@ MAX_CANDIDATES = 10  # the cache sample packs slot*10 into 1000 per round: slots
 # --- options ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class GPOOptions:
-    retrieval: Mode = "recency"
-    top_k: int = 3
-    edit_budget: tuple[int, int] = (50, 10)
-    candidates: int = 2
+class GPOOptions(BaseModel):
+    """GPO's options (`--option name=value`, or the flags kept from before)."""
 
+    model_config = ConfigDict(extra="forbid")
+
+    retrieval: Mode = Field("recency", description="past prompts shown: recency, relevance or importance")
+    top_k: int = Field(3, ge=0, le=20, description="past prompts retrieved per step")
+    edit_budget: tuple[int, int] = Field((50, 10), description="words a candidate may change, START:END (cosine)")
+    candidates: int = Field(2, ge=1, le=MAX_CANDIDATES, description="candidates written per step")
+
+    @field_validator("retrieval", mode="before")
     @classmethod
-    def parse(cls, options: Mapping[str, Any]) -> GPOOptions:
-        """From RunConfig.strategy_options (the CLI's --retrieval, --top-k, --edit-budget, --candidates)."""
-        retrieval = str(options.get("retrieval") or "recency").strip().lower()
-        if retrieval not in RETRIEVAL_MODES:
-            raise ConfigError(f"--retrieval {retrieval}: unknown (choose from {', '.join(RETRIEVAL_MODES)})")
-        top_k = int(number_option(options, "top_k", 3, 0, 20, whole=True, flag="--top-k"))
-        candidates = int(number_option(options, "candidates", 2, 1, MAX_CANDIDATES, whole=True, flag="--candidates"))
-        return cls(cast(Mode, retrieval), top_k, parse_edit_budget(options.get("edit_budget")), candidates)
+    def _mode(cls, v: Any) -> Any:
+        mode = str(v).strip().lower()
+        if mode not in RETRIEVAL_MODES:
+            raise ConfigError(f"--retrieval {mode}: unknown (choose from {', '.join(RETRIEVAL_MODES)})")
+        return mode
+
+    @field_validator("edit_budget", mode="before")
+    @classmethod
+    def _budget(cls, v: Any) -> tuple[int, int]:
+        return parse_edit_budget(v)
 
 
 def parse_edit_budget(value: object) -> tuple[int, int]:
@@ -102,21 +114,58 @@ class Entry:
     score: float
 
 
-def build_trajectory(history: Sequence[RoundRecord], first_score: float = SELF_SCORE) -> list[Entry]:
-    """Every scored prompt so far, oldest first: round 1, then each round's scored candidates."""
+def build_trajectory(
+    history: Sequence[RoundRecord], first_score: float = SELF_SCORE, ratings: dict[str, float] | None = None
+) -> list[Entry]:
+    """Every scored prompt so far, oldest first: round 1, then each round's scored candidates.
+
+    With `ratings` (prompt → Bradley–Terry rating) a prompt's score is its rating.
+    """
     entries: list[Entry] = []
+
+    def score(prompt: str, own: float) -> float:
+        return ratings.get(prompt.strip(), own) if ratings is not None else own
+
     for record in history:
         candidates = record.state.get("candidates") if isinstance(record.state, dict) else None
         if isinstance(candidates, list) and candidates:
             for i, item in enumerate(candidates):
                 if isinstance(item, dict) and item.get("prompt") and item.get("score") is not None:
-                    entries.append(Entry(record.round, i, str(item["prompt"]), float(item["score"])))
+                    prompt = str(item["prompt"])
+                    entries.append(Entry(record.round, i, prompt, score(prompt, float(item["score"]))))
         elif record.round == 1 and record.prompt:
-            score = record.score if record.score is not None else first_score
-            entries.append(Entry(1, 0, record.prompt, float(score)))
+            own = record.score if record.score is not None else first_score
+            entries.append(Entry(1, 0, record.prompt, score(record.prompt, float(own))))
         elif record.prompt and record.score is not None:
-            entries.append(Entry(record.round, 0, record.prompt, float(record.score)))
+            entries.append(Entry(record.round, 0, record.prompt, score(record.prompt, float(record.score))))
     return entries
+
+
+def pair_results(marks: str) -> list[float]:
+    """The candidate's result per pair of vote marks ('✓✓' 1, '✗✗' 0, else a tie ½), as stored."""
+    results = []
+    for i in range(0, len(marks) - 1, 2):
+        two = marks[i : i + 2]
+        results.append(1.0 if two == "✓✓" else 0.0 if two == "✗✗" else 0.5)
+    return results
+
+
+def ratings(history: Sequence[RoundRecord]) -> dict[str, float]:
+    """A Bradley–Terry rating per prompt from every stored pair of votes; the first round's prompt is 0."""
+    by_round = {r.round: r for r in history}
+    outcomes: list[tuple[str, str, float]] = []
+    for record in history:
+        base = by_round.get(record.base_round) if record.base_round is not None else None
+        candidates = record.state.get("candidates") if isinstance(record.state, dict) else None
+        if base is None or not isinstance(candidates, list):
+            continue
+        for item in candidates:
+            if isinstance(item, dict) and item.get("prompt") and isinstance(item.get("votes"), str):
+                for result in pair_results(item["votes"]):
+                    outcomes.append((str(item["prompt"]).strip(), base.prompt.strip(), result))
+    anchor = history[0].prompt.strip() if history else ""
+    items = sorted({anchor, *(a for a, _, _ in outcomes), *(b for _, b, _ in outcomes)})
+    return bradley_terry(items, outcomes, anchor)
 
 
 _WORDS = re.compile(r"\w+")
@@ -218,31 +267,63 @@ class Draft:
 @register
 class GPO(Strategy):
     name = "gpo"
+    Options = GPOOptions
+    flags: ClassVar[dict[str, str]] = {
+        "--retrieval": "retrieval",
+        "--top-k": "top_k",
+        "--edit-budget": "edit_budget",
+        "--candidates": "candidates",
+    }
+    options: GPOOptions
 
-    def __init__(self, ctx: RunContext) -> None:
-        super().__init__(ctx)
-        self.options = GPOOptions.parse(ctx.config.strategy_options)
-        self.scorer = Scorer(ctx, self.compare)
+    def round_calls(self, first: bool) -> RoundCalls:
+        """candidates × (1 optimizer + Q executions + 1 comparison); no comparison when a metric decides.
 
-    @classmethod
-    def calls_per_round(cls, questions: int, votes: int, options: dict[str, Any]) -> CallEstimate:
-        """candidates × (1 optimizer + Q executions + votes judge calls); no judge with a metric.
-
-        `options["metric"]`, when the caller passes the template's metric, drops the judge calls.
         Regenerating an over-budget draft costs one more optimizer call (not counted).
         """
-        n = GPOOptions.parse(options).candidates
-        judge_votes = 0 if options.get("metric") else votes
-        return CallEstimate(optimizer=n, executor=n * questions, evaluator=n * judge_votes)
+        q = len(self.ctx.template.qa)
+        if first:
+            return RoundCalls(executor=q)
+        n = self.options.candidates
+        return RoundCalls(optimizer=n, executor=n * q, comparisons=0 if self.acceptance.metric else n)
+
+    def estimate_messages(self, base: RoundRecord) -> list[dict[str, str]]:
+        return self.optimizer_messages(base, SELF_SCORE, [], self.edit_budget(2))
 
     async def first_round(self) -> RoundRecord:
         record = await super().first_round()
-        record.score = self.scorer.initial_score(record.answers)
-        record.state = {"score_kind": self.scorer.kind}
+        record.score = self.acceptance.initial_score(record.answers)
+        record.state = {"score_kind": self.acceptance.kind}
         return record
 
     def should_stop(self, history: list[RoundRecord]) -> str | None:
-        return self.scorer.nothing_to_gain(self.best(history).score)
+        return self.acceptance.nothing_to_gain(self.best(history).score)
+
+    @classmethod
+    def describe_state(cls, record: RoundRecord) -> StateView | None:
+        state = record.state or {}
+        if not isinstance(state.get("candidates"), list):
+            return None
+        title = (
+            f"GPO candidates (edit budget {state.get('edit_budget')} words, retrieval {state.get('retrieval')}, "
+            f"base score {state.get('base_score')})"
+        )
+        rows = []
+        for i, c in enumerate(state["candidates"], 1):
+            if not isinstance(c, dict):  # results.json is outside input: skip what we did not write
+                continue
+            score = c.get("score")
+            rows.append(
+                [
+                    str(i),
+                    f"{score:.2f}" if isinstance(score, (int, float)) and not isinstance(score, bool) else "",
+                    str(c.get("votes", "")),
+                    str(c.get("edit_distance", "")),
+                    "yes" if c.get("accepted") else "",
+                    str(c.get("error") or " ".join(str(c.get("prompt", "")).split())[:120]),
+                ]
+            )
+        return StateView(title, ["#", "score", "votes", "edits", "accepted", "prompt"], rows)
 
     def edit_budget(self, number: int) -> int:
         """The schedule spans rounds 2..--max-rounds of this invocation."""
@@ -250,9 +331,12 @@ class GPO(Strategy):
         return cosine_budget(number - 2, self.ctx.config.max_rounds - 1, start, end)
 
     def score_meaning(self) -> str:
-        if self.scorer.metric is not None:
+        if self.acceptance.metric is not None:
             return "accuracy on the questions (share answered correctly), from 0 to 1."
-        return f"share of judge votes won against the best prompt of its time, from 0 to 1 ({SELF_SCORE:.2f} is a tie)."
+        return (
+            "a rating from the judge's pairwise votes on one scale for every version: 0 is the original "
+            "prompt, +1 means the judge prefers it over the original about 73% of the time, -1 about 27%."
+        )
 
     def optimizer_messages(
         self, base: RoundRecord, base_score: float, retrieved: list[Entry], budget: int
@@ -263,7 +347,7 @@ class GPO(Strategy):
             "\n\n".join(f"### Version from round {e.round} (score {e.score:.2f})\n{e.prompt.strip()}" for e in shown)
             or "(none to show yet)"
         )
-        content = prompts.render(
+        content = self.render_prompt(
             "gpo",
             requirements=t.requirements.strip() or "(none given)",
             score_meaning=self.score_meaning(),
@@ -285,7 +369,7 @@ class GPO(Strategy):
         result.distance = word_edit_distance(current, proposal.prompt)
         if result.distance <= budget:
             return result
-        note = prompts.render("gpo_budget", distance=result.distance, budget=budget)
+        note = self.render_prompt("gpo_budget", distance=result.distance, budget=budget)
         retry = [
             *messages,
             {"role": "assistant", "content": f"<prompt>{proposal.prompt}</prompt>"},
@@ -313,11 +397,12 @@ class GPO(Strategy):
         events, opts = self.ctx.events, self.options
         base = await self.base_for_step(history)
         base_answers = base.answers
-        trajectory = build_trajectory(history, self.scorer.initial_score(history[0].answers))
+        rated = ratings(history) if self.acceptance.metric is None else None
+        trajectory = build_trajectory(history, self.acceptance.initial_score(history[0].answers), rated)
         retrieved = retrieve(trajectory, opts.top_k, opts.retrieval, current=base.prompt)
-        base_score = self.scorer.accuracy(base_answers)
+        base_score = self.acceptance.accuracy(base_answers)
         if base_score is None:
-            base_score = base.score if base.score is not None else SELF_SCORE
+            base_score = rated.get(base.prompt.strip(), 0.0) if rated is not None else SELF_SCORE
         budget = self.edit_budget(number)
         messages = self.optimizer_messages(base, base_score, retrieved, budget)
 
@@ -337,11 +422,11 @@ class GPO(Strategy):
             else:
                 scorable.append((d, ans))
 
-        if self.scorer.metric is None:
+        if self.acceptance.metric is None:
             events.phase(number, "judge")
-        scores = await gather_ordered(self.scorer.score(base_answers, ans) for _, ans in scorable)
+        scores = await gather_ordered(self.acceptance.decide(base_answers, ans) for _, ans in scorable)
         results = [(d, ans, s) for (d, ans), s in zip(scorable, scores, strict=True)]
-        winners = [r for r in results if r[2].beats_current]
+        winners = [r for r in results if r[2].accepted]
         # max() keeps the first of equals: ties go to the earlier candidate.
         pick = max(winners or results, key=lambda r: r[2].score) if results else None
         accepted = pick[0] if pick is not None and winners else None
@@ -363,7 +448,7 @@ class GPO(Strategy):
         d, ans, s = pick
         record.prompt, record.answers = d.prompt or "", ans
         record.analysis, record.modification = d.analysis, d.modification
-        record.votes, record.score = s.votes, s.score
+        record.votes, record.score, record.decision = s.votes, s.score, s.summary
         record.succeed = bool(winners)
         record.verdict = "accepted" if record.succeed else "rejected"
         record.state["chosen"] = d.index
@@ -384,7 +469,7 @@ def drop_duplicates(drafts: list[Draft]) -> list[Draft]:
     return [d for d in drafts if d.prompt is not None]
 
 
-def candidate_state(draft: Draft, score: Score | None, accepted: bool) -> dict[str, Any]:
+def candidate_state(draft: Draft, score: Decision | None, accepted: bool) -> dict[str, Any]:
     """What results.json keeps of one candidate: enough to rebuild the trajectory."""
     item: dict[str, Any] = {"prompt": draft.prompt, "error": draft.error, "edit_distance": draft.distance}
     if draft.regenerated:
@@ -392,7 +477,9 @@ def candidate_state(draft: Draft, score: Score | None, accepted: bool) -> dict[s
     if draft.truncated:
         item["truncated"] = True
     if score is not None:
-        item.update(score=score.score, beats_current=score.beats_current, accepted=accepted)
+        item.update(score=score.score, beats_current=score.accepted, accepted=accepted)
+        if score.summary:
+            item["decision"] = score.summary
         if score.votes:
             item["votes"] = "".join(v.mark for v in score.votes)
     return {k: v for k, v in item.items() if v is not None}

@@ -6,35 +6,23 @@ prefer fluent wrong answers, the metric alone cannot see the requirements.
 
 from __future__ import annotations
 
-from promptopt import prompts
 from promptopt.engine.execute import execute
-from promptopt.engine.scoring import Scorer
-from promptopt.engine.strategies.base import RunContext, Strategy, format_qa_block, register
+from promptopt.engine.strategies.base import Strategy, count_rule, format_qa_block, register
 from promptopt.records import RoundRecord
-
-
-def count_rule(count: int | None) -> str:
-    if count is None:
-        return "4. There is no word limit on the prompt, but every sentence must earn its place."
-    return f"4. The revised prompt must be at most {count} words long."
 
 
 @register
 class SPO(Strategy):
     name = "spo"
 
-    def __init__(self, ctx: RunContext) -> None:
-        super().__init__(ctx)
-        self.scorer = Scorer(ctx, self.compare)
-
     async def first_round(self) -> RoundRecord:
         record = await super().first_round()
-        record.score = self.scorer.accuracy(record.answers)
+        record.score = self.acceptance.accuracy(record.answers)
         return record
 
     def optimizer_messages(self, base: RoundRecord) -> list[dict[str, str]]:
         t = self.ctx.template
-        content = prompts.render(
+        content = self.render_prompt(
             "optimizer",
             requirements=t.requirements.strip() or "(none given)",
             prompt=base.prompt.strip(),
@@ -43,10 +31,12 @@ class SPO(Strategy):
         )
         return [{"role": "user", "content": content}]
 
+    def estimate_messages(self, base: RoundRecord) -> list[dict[str, str]]:
+        return self.optimizer_messages(base)
+
     async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord:
         events = self.ctx.events
         base = await self.base_for_step(history)
-        base_answers = base.answers
         events.phase(number, "optimize")
         proposal = await self.propose(self.optimizer_messages(base), number, unchanged=base.prompt)
         record = RoundRecord(
@@ -62,11 +52,12 @@ class SPO(Strategy):
             record.error = "every execution of the candidate failed"
             return record
         events.phase(number, "judge")
-        scored = await self.scorer.score(base_answers, record.answers, rule="spo")
-        record.votes = scored.votes
-        record.succeed = scored.beats_current
+        decision = await self.acceptance.decide(base.answers, record.answers, rule="spo")
+        record.votes = decision.votes
+        record.succeed = decision.accepted
         record.verdict = "win" if record.succeed else "lose"
-        if scored.accuracy is not None:
-            record.score = scored.accuracy
-            record.state = {"base_accuracy": scored.base_accuracy}
+        record.decision = decision.summary
+        if decision.accuracy is not None:
+            record.score = decision.accuracy
+            record.state = {"base_accuracy": decision.base_accuracy}
         return record
