@@ -233,3 +233,41 @@ def test_json_reports_the_endpoint_from_the_environment(
     assert [c["api_base"] for c in json.loads(result.stdout)] == [stub.url] * 3
     assert stub.count() == 1
     assert f"@ {stub.url}" in doctor("--model", "openai/stub").output
+
+
+def test_doctor_judge_measures_consistency_and_position_bias(here: Path) -> None:
+    """A judge that always says A: its orders never agree, and it picks A on identical answers."""
+
+    def always_a(role: str, body: dict[str, Any]) -> str | None:
+        return "<analyse>x</analyse><choose>A</choose>" if role == "judge" else None
+
+    with StubServer(responder=always_a) as stub:
+        result = doctor("--judge", "--template", "Poem", "--model", "openai/stub", "--api-base", stub.url, "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["questions"] == 3 and report["contrast"]["consistency"] == 0.0
+        assert report["same_answers"]["share_a"] == 1.0 and "coin flip" in report["verdict"]
+        assert stub.count("judge") == 3 * 4 + 3 * 2 and stub.count("executor") == 6
+        human = doctor("--judge", "-t", "Poem", "--model", "openai/stub", "--api-base", stub.url)
+        assert "agree in 0 of 6 pairs" in human.output and "chose A in 100%" in human.output
+    needs = doctor("--judge", "--model", "openai/stub")
+    assert needs.exit_code == 2 and "--template" in needs.output
+
+
+def test_doctor_judge_says_a_consistent_judge_is_consistent(here: Path) -> None:
+    turns = iter(range(10_000))
+
+    def prefers_the_prompt(role: str, body: dict[str, Any]) -> str | None:
+        if role != "judge":
+            return None
+        text = body["messages"][-1]["content"]
+        a, b = text.split("\nA: ", 1)[1].split("\nB: ", 1)
+        if ("theme given" in a) == ("theme given" in b):  # nothing to choose: either, fairly
+            return f"<choose>{'AB'[next(turns) % 2]}</choose>"
+        return f"<choose>{'A' if 'theme given' in a else 'B'}</choose>"  # the stub echoes the prompt
+
+    with StubServer(responder=prefers_the_prompt) as stub:
+        result = doctor("--judge", "-t", "Poem", "--model", "openai/stub", "--api-base", stub.url, "--json")
+        report = json.loads(result.stdout)
+    assert report["contrast"]["consistency"] == 1.0 and report["prompt_pairs"]["prompt"] == 6
+    assert report["verdict"].startswith("consistent")

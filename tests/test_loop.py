@@ -300,3 +300,21 @@ def test_a_results_file_with_a_duplicated_round_is_archived_before_it_is_rewritt
     assert archive.read_bytes() == original and plan.archived == archive  # type: ignore[attr-defined]
     kept = json.loads(results.read_text())
     assert [e["round"] for e in kept] == [1, 2, 3] and kept[1]["prompt"] == entries[1]["prompt"]
+
+
+def test_a_judge_near_chance_is_warned_about_once_even_quietly(tmp_path: Path) -> None:
+    """The fake judge always says B: its two orders never agree. The user hears it once, with what to do."""
+    events = RecordingEvents()
+    result = asyncio.run(
+        run_optimization(TEMPLATE, RunConfig(max_rounds=4), FakeLLM(), Workspace(tmp_path / "ws", "Poem"), events)
+    )
+    warnings = [p for kind, p in events.log if kind == "warning"]
+    assert len(warnings) == 1 and warnings == result.warnings
+    assert "agree in only 0% of" in str(warnings[0]) and "stronger --eval-model" in str(warnings[0])
+
+
+def test_a_consistent_judge_raises_no_warning(tmp_path: Path) -> None:
+    events = RecordingEvents()
+    llm = FakeLLM({"evaluator": judge_for_candidate([False] * 36)})
+    asyncio.run(run_optimization(TEMPLATE, RunConfig(max_rounds=4), llm, Workspace(tmp_path / "ws", "Poem"), events))
+    assert not [p for kind, p in events.log if kind == "warning"]

@@ -479,3 +479,20 @@ def test_an_api_base_typed_in_the_page_never_receives_the_servers_key(
     goto(at, "Models")
     at.text_input(key="executor_api_base").set_value(stub.url).run()
     assert ui.PAGE_ENDPOINT_KEY not in at.session_state.promptopt.api_keys(RunConfig(executor={"api_base": stub.url}))
+
+
+def test_the_run_page_builds_strategy_fields_from_the_strategys_options_model(app_env: Path) -> None:
+    at = new_session()
+    load_bundled(at, "Poem")
+    goto(at, "Run")
+    at.selectbox(key="strategy").set_value("dual-phase").run()
+    eta = at.number_input(key="opt_dual-phase_eta")
+    assert eta.value == 0.5 and "EXP3" in (eta.help or "")  # default and help from DualPhaseOptions
+    eta.set_value(0.3).run()
+    at.selectbox(key="strategy").set_value("gpo").run()
+    assert at.selectbox(key="opt_gpo_retrieval").options == ["recency", "relevance", "importance"]
+    at.number_input(key="opt_gpo_top_k").set_value(5).run()
+    state: ui.SessionState = at.session_state.promptopt
+    config = state.config(RunConfig(), name="x")
+    assert config.strategy == "gpo" and config.strategy_options["top_k"] == 5
+    assert state.settings.options["dual-phase"]["eta"] == pytest.approx(0.3)

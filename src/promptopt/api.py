@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from promptopt.doctor import RoleCheck
     from promptopt.engine.compare import CompareResult
     from promptopt.engine.estimate import Estimate
+    from promptopt.engine.judge_check import JudgeReport
     from promptopt.engine.results import RunResult
     from promptopt.llm import LLM
     from promptopt.records import AnswerRecord, GateRecord, RoundRecord
@@ -382,6 +383,26 @@ def answer(
 ) -> AnswerRecord:
     """Blocking `answer_async`."""
     return run_sync(lambda: answer_async(prompt, question, config, llm=llm, api_keys=api_keys))
+
+
+async def check_judge_async(
+    template: TemplateLike, config: RunConfig | None = None, *, api_keys: Mapping[str, str] | None = None
+) -> JudgeReport:
+    """`promptopt doctor --judge`: the evaluator's order consistency and position bias on a template."""
+    from promptopt.engine.judge_check import check_judge
+
+    tmpl = _template(template)[0]
+    config = config or load_config()
+    client = make_client(config, api_keys=api_keys)
+    client.run_seed = config.seed if config.seed is not None else secrets.randbelow(2**31)
+    return await check_judge(client, tmpl)
+
+
+def check_judge_sync(
+    template: TemplateLike, config: RunConfig | None = None, *, api_keys: Mapping[str, str] | None = None
+) -> JudgeReport:
+    """Blocking `check_judge_async`."""
+    return run_sync(lambda: check_judge_async(template, config, api_keys=api_keys))
 
 
 async def check_models_async(

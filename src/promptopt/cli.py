@@ -592,6 +592,10 @@ def doctor(
     exec_model: ExecModel = None,
     api_base: ApiBase = None,
     timeout: Timeout = None,
+    judge: Annotated[
+        bool, typer.Option("--judge", help="Measure the judge's consistency on --template's answers instead.")
+    ] = False,
+    template: Annotated[str | None, typer.Option("--template", "-t", help="Template for --judge.")] = None,
     json_out: JsonOut = False,
 ) -> None:
     """Test each role's model with one tiny request: latency, tokens, price, or a diagnosis."""
@@ -603,7 +607,25 @@ def doctor(
         api_base=api_base,
         timeout=timeout,
     )
+    if judge or template:
+        guarded(lambda: _doctor_judge(template, flags, json_out))
+        return
     guarded(lambda: _doctor(flags, json_out))
+
+
+def _doctor_judge(template: str | None, flags: dict[str, Any], json_out: bool) -> None:
+    from promptopt.api import check_judge_async
+    from promptopt.doctor import render_judge
+    from promptopt.errors import ConfigError
+
+    if not template:
+        raise ConfigError("doctor --judge needs --template: the judge is measured on that template's answers")
+    config = _build_config(flags)
+    report = run_async(lambda: check_judge_async(template, config))
+    if json_out:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        _out().print(render_judge(report, config.role("evaluator").model))
 
 
 def _doctor(flags: dict[str, Any], json_out: bool) -> None:

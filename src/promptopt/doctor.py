@@ -214,3 +214,31 @@ def render_checks(checks: list[RoleCheck]) -> Any:
     if local.uses_local([c.model for c in checks]):
         parts.append(Text(local.DEMO_NOTE, style="yellow"))
     return Group(*parts)
+
+
+def render_judge(report: Any, model: str) -> Any:
+    """`doctor --judge`: the two probes and a verdict, in words."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from promptopt.safe import safe_text
+
+    c, same, pairs = report.contrast, report.same, report.prompt_pairs
+    lines = [
+        safe_text(f"judge {model} on {report.questions} questions, one at a time, both orders", "bold"),
+        Text(
+            f"your prompt vs the bare questions: the two orders agree in {c.consistent} of {c.pairs} pairs"
+            + (f" ({c.consistency:.0%})" if c.consistency is not None else "")
+            + f"; pairs for your prompt {pairs.wins}, for the bare answers {pairs.losses}, tied {pairs.ties}"
+        ),
+        Text(
+            "the same answers on both sides: chose A in "
+            + (f"{same.share_a:.0%}" if same.share_a is not None else "no")
+            + f" of {same.votes - same.abstained} valid votes (a fair judge: about half)"
+        ),
+    ]
+    if c.abstained or same.abstained:
+        lines.append(Text(f"{c.abstained + same.abstained} votes abstained (no <choose>A|B</choose>)", style="yellow"))
+    style = "green" if report.verdict.startswith("consistent") else "yellow"
+    lines.append(Text(f"verdict: {report.verdict}", style=style))
+    return Group(*lines)

@@ -9,8 +9,8 @@ from promptopt.records import AnswerRecord
 
 
 def executor_messages(prompt: str, question: str) -> list[dict[str, str]]:
-    """As SPO does: the prompt, a blank line, the question, in one user message."""
-    return [{"role": "user", "content": f"{prompt.rstrip()}\n\n{question}"}]
+    """As SPO does: the prompt, a blank line, the question, in one user message (no prompt: the question)."""
+    return [{"role": "user", "content": f"{prompt.rstrip()}\n\n{question}" if prompt.strip() else question}]
 
 
 async def answer_one(llm: LLM, prompt: str, question: str) -> AnswerRecord:

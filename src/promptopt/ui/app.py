@@ -17,7 +17,8 @@ from promptopt.bundled import bundled_templates
 from promptopt.config import ROLES, RunConfig
 from promptopt.engine.strategies import STRATEGIES
 from promptopt.errors import PromptoptError
-from promptopt.render import money, verdict_label
+from promptopt.records import VOTE_LEGEND
+from promptopt.render import gate_line, judge_line, money, verdict_label
 from promptopt.secrets import redact
 from promptopt.template import dump_template, load_template, parse_template
 from promptopt.ui import paths
@@ -172,8 +173,14 @@ def page_run(s: ui.SessionState) -> None:
     cfg.votes = int(c2.number_input("Judge votes", 1, 16, cfg.votes, key="votes"))
     cfg.concurrency = int(c3.number_input("Concurrency", 1, 64, cfg.concurrency, key="concurrency"))
     cfg.budget_usd = float(c4.number_input("Budget $ (0 = none)", 0.0, 1000.0, cfg.budget_usd, key="budget"))
+    c5, c6 = st.columns(2)
+    cfg.max_votes = int(
+        c5.number_input("Judge votes at most (added in pairs while undecided)", 1, 64, cfg.max_votes, key="max_votes")
+    )
+    cfg.confirm = c6.checkbox("Confirm the best prompt against yours", cfg.confirm, key="confirm")
     strategies = sorted(STRATEGIES)
     cfg.strategy = st.selectbox("Strategy", strategies, strategies.index(cfg.strategy), key="strategy")
+    strategy_fields(cfg)
     try:
         config = s.config(defaults())
         est = api.estimate(s.template, config.model_copy(update={"name": "estimate-only"}))
@@ -184,6 +191,28 @@ def page_run(s: ui.SessionState) -> None:
         show_error(exc)
         return
     run_panel(config)
+
+
+def strategy_fields(cfg: ui.RunSettings) -> None:
+    """The strategy's own options, as its options model describes them (defaults, bounds, help)."""
+    from promptopt.engine.strategies.base import option_fields
+
+    values = cfg.options.setdefault(cfg.strategy, {})
+    fields = option_fields(STRATEGIES[cfg.strategy])
+    columns = st.columns(max(1, len(fields)))
+    for col, f in zip(columns, fields, strict=False):
+        key, current = f"opt_{cfg.strategy}_{f.name}", values.get(f.name, f.default)
+        if f.kind == "choice":
+            values[f.name] = col.selectbox(f.name, f.choices, f.choices.index(str(current)), key=key, help=f.help)
+        elif f.kind == "int":
+            low, high = int(f.low) if f.low is not None else None, int(f.high) if f.high is not None else None
+            values[f.name] = int(col.number_input(f.name, low, high, int(current), key=key, help=f.help))
+        elif f.kind == "float":
+            values[f.name] = float(
+                col.number_input(f.name, f.low, f.high, float(current), step=0.05, key=key, help=f.help)
+            )
+        else:
+            values[f.name] = col.text_input(f.name, str(current), key=key, help=f.help)
 
 
 @st.fragment(run_every=1.0)
@@ -259,7 +288,12 @@ def page_results(s: ui.SessionState) -> None:
     except PromptoptError as exc:
         show_error(exc)
         return
-    st.markdown(f"**{ui.md(run.name)}** — {len(run.records)} rounds, best round {run.best.round}")
+    st.markdown(f"**{ui.md(run.name)}** — {len(run.records)} rounds, best round {run.confirmed.round}")
+    if run.best.round != run.records[0].round:
+        line = gate_line(run.gate, run.best, run.confirmed).plain if run.gate else "not confirmed yet"
+        (st.success if run.confirmed.round == run.best.round else st.warning)(ui.md(line))
+    if any(r.votes for r in run.records):
+        st.caption(ui.md(f"{judge_line([r.votes for r in run.records])} · {VOTE_LEGEND}"))
     st.dataframe(ui.rounds_rows(run.records), width="stretch", hide_index=True, key="results_table")
     chart = ui.chart_data(run.records)
     c1, c2 = st.columns(2)
@@ -271,8 +305,8 @@ def page_results(s: ui.SessionState) -> None:
     else:  # unpriced models (a local server): an all-zero cost chart says nothing
         c2.caption("Tokens per round (no price known for these models)")
         c2.bar_chart(chart, x="round", y="tokens")
-    st.subheader("Best prompt")
-    st.code(run.best.prompt, language=None, wrap_lines=True)
+    st.subheader("Best prompt" + ("" if run.confirmed.round == run.best.round else " (yours: nothing was confirmed)"))
+    st.code(run.confirmed.prompt, language=None, wrap_lines=True)
     numbers = [r.round for r in run.records]
     number = st.selectbox("Round detail", numbers, len(numbers) - 1, key="detail_round")
     record = run.round(int(number))

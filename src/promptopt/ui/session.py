@@ -49,9 +49,13 @@ class RoleForm:
 class RunSettings:
     max_rounds: int = 5
     votes: int = 4
+    max_votes: int = 12
+    confirm: bool = True
     concurrency: int = 8
     strategy: str = "spo"
     budget_usd: float = 0.0  # 0 = no budget
+    # Per strategy, the options its form set (the fields come from the strategy's options model).
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class RunProgress(Events):
@@ -197,8 +201,11 @@ class SessionState:
             "initial_round": None,
             "max_rounds": s.max_rounds,
             "votes": s.votes,
+            "max_votes": max(s.max_votes, s.votes),
+            "confirm": s.confirm,
             "concurrency": s.concurrency,
             "strategy": s.strategy,
+            "strategy_options": dict(s.options.get(s.strategy, {})),
             "budget_usd": s.budget_usd or None,
         }
         try:

@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -249,6 +249,35 @@ class Strategy(ABC):
         return Proposal(
             None, analysis, modification, error=f"optimizer: {last_error} ({attempts} attempts)", attempts=attempts
         )
+
+
+@dataclass
+class OptionField:
+    """One strategy option as a form shows it (the web UI builds its fields from these)."""
+
+    name: str
+    kind: str  # "int" | "float" | "choice" | "text"
+    default: Any
+    help: str = ""
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+def option_fields(cls: type[Strategy]) -> list[OptionField]:
+    """The strategy's options model read as form fields: type, default, bounds, choices, help."""
+    fields = []
+    for name, info in cls.Options.model_fields.items():
+        low = next((float(m.ge) for m in info.metadata if getattr(m, "ge", None) is not None), None)
+        high = next((float(m.le) for m in info.metadata if getattr(m, "le", None) is not None), None)
+        annotation = info.annotation
+        choices = tuple(str(c) for c in get_args(annotation)) if get_origin(annotation) is Literal else ()
+        kind = "choice" if choices else {int: "int", float: "float"}.get(annotation, "text")  # type: ignore[arg-type]
+        default = info.default
+        if isinstance(default, tuple):
+            default = ":".join(str(x) for x in default)
+        fields.append(OptionField(name, kind, default, info.description or "", low, high, choices))
+    return fields
 
 
 def option_label(cls: type[Strategy], key: str) -> str:
