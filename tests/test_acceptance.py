@@ -9,6 +9,7 @@ import pytest
 
 from promptopt.config import RunConfig
 from promptopt.engine.acceptance import SELF_SCORE, Acceptance, Paired, Tally, accuracy_of, correct_marks
+from promptopt.engine.context import RunContext
 from promptopt.engine.diagnostics import judge_stats, pair_outcomes
 from promptopt.engine.metrics import get_metric
 from promptopt.engine.stats import (
@@ -21,7 +22,6 @@ from promptopt.engine.stats import (
     wilson,
     worst_false_accept,
 )
-from promptopt.engine.strategies.base import RunContext
 from promptopt.errors import ConfigError
 from promptopt.records import AnswerRecord, VoteRecord
 from promptopt.template import Template, parse_template

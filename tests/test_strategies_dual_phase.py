@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from promptopt.config import RunConfig
+from promptopt.engine.context import RunContext
 from promptopt.engine.loop import RunResult, run_optimization
-from promptopt.engine.strategies.base import RunContext
 from promptopt.engine.strategies.dual_phase import (
     DualPhase,
     exp3_update,

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from promptopt.config import RunConfig
 from promptopt.diff import word_edit_distance
+from promptopt.engine.context import RunContext
 from promptopt.engine.loop import RunResult, run_optimization
 from promptopt.engine.strategies import get_strategy
-from promptopt.engine.strategies.base import RunContext
 from promptopt.engine.strategies.gpo import (
     GPO,
     Entry,

@@ -227,30 +227,9 @@ class Run:
         return best_round(earlier) if earlier else None
 
 
-def find_workspace(path: str | Path) -> Workspace:
-    """WORKSPACE/NAME as given, or a bare NAME in the default workspace folder (as `optimize` puts it).
-
-    Raises WorkspaceError when neither has a prompts/results.json.
-    """
-    from promptopt.workspace import Workspace
-
-    ws = Workspace.from_path(path)
-    if ws.exists():
-        return ws
-    bare = Path(path)
-    if len(bare.parts) == 1 and not bare.is_absolute():
-        from promptopt.config import resolve_config
-
-        root = resolve_config().workspace  # --workspace's default: config file, PROMPTOPT_WORKSPACE
-        named = Workspace(root, bare.name)  # a bare name that from_path accepted is a plain name
-        if named.exists():
-            return named
-        raise WorkspaceError(f"{path}: no run named {bare.name} in {root}/ and no prompts/results.json in {path}/")
-    raise WorkspaceError(f"{path}: no prompts/results.json here (expected WORKSPACE/NAME)")
-
-
 def load_run(path: str | Path) -> Run:
     """Read WORKSPACE/NAME (ours or one MetaGPT's SPO wrote), or a run NAME in the default workspace."""
+    from promptopt.locate import find_workspace
     from promptopt.records import best_round
 
     ws = find_workspace(path)

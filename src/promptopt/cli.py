@@ -215,7 +215,13 @@ def optimize(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or round lines.")] = False,
     json_out: JsonOut = False,
 ) -> None:
-    """Run the optimization loop (resumes an existing workspace after its last round)."""
+    """Run the optimization loop (resumes an existing workspace after its last round).
+
+    Each round prints one line: its verdict, its judge votes (✓ for the candidate, ✗ for the base,
+    · abstained; in pairs, the second of each showing the candidate first), the decision's strength,
+    the base round, calls, cost and time. The summary says whether the best prompt was confirmed
+    against yours.
+    """
     flags = _flags(
         name=name,
         workspace=workspace,

@@ -34,7 +34,7 @@ def resolve_prompt_labelled(spec: str) -> tuple[str, Template | None, str]:
         return _read_prompt(Path(spec[len("file:") :]).expanduser(), spec), None, f"file {spec[len('file:') :]}"
     head, sep, tail = spec.rpartition(":")
     if sep and head and tail.strip().isdigit():
-        from promptopt.api import find_workspace
+        from promptopt.locate import find_workspace
 
         try:
             ws = find_workspace(head)

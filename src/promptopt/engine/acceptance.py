@@ -36,7 +36,7 @@ from promptopt.llm import LLM
 from promptopt.records import AnswerRecord, VoteRecord
 
 if TYPE_CHECKING:
-    from promptopt.engine.strategies.base import RunContext
+    from promptopt.engine.context import RunContext
 
 RULES = ("paired", "majority")
 SCREEN_ALPHA = 0.25

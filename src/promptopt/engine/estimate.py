@@ -11,9 +11,10 @@ from typing import Any
 
 from promptopt.config import ROLES, RunConfig
 from promptopt.engine.confirm import gate_votes
+from promptopt.engine.context import RunContext
 from promptopt.engine.execute import executor_messages
 from promptopt.engine.judge import comparison_block, judge_messages
-from promptopt.engine.strategies.base import RunContext, Strategy, get_strategy
+from promptopt.engine.strategies.base import Strategy, get_strategy
 from promptopt.errors import PromptoptError
 from promptopt.llm import Completion, Ledger, estimate_tokens, messages_tokens
 from promptopt.records import AnswerRecord, RoundRecord

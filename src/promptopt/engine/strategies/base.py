@@ -8,7 +8,6 @@ behind `estimate_messages`) travel with it. The CLI, the API, the UI and the est
 from __future__ import annotations
 
 import inspect
-import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,33 +17,14 @@ from typing import Any, ClassVar, Literal, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from promptopt import prompts
-from promptopt.config import RunConfig, error_message
+from promptopt.config import error_message
 from promptopt.engine.acceptance import Acceptance
+from promptopt.engine.context import RunContext
 from promptopt.engine.execute import execute
 from promptopt.engine.judge import answer_text
 from promptopt.engine.parse import extract_tag, parse_prompt
 from promptopt.errors import ConfigError, LLMError
-from promptopt.events import Events
-from promptopt.llm import LLM
 from promptopt.records import AnswerRecord, RoundRecord, best_round
-from promptopt.template import Template
-
-
-@dataclass
-class RunContext:
-    """What a strategy may use: passed in, never global."""
-
-    template: Template
-    config: RunConfig
-    llm: LLM
-    events: Events = field(default_factory=Events)
-    rng: random.Random = field(default_factory=lambda: random.Random(0))
-    # The run's own seed (stored in the workspace); strategies derive per-round draws from it.
-    seed: int = 0
-
-    @property
-    def questions(self) -> list[str]:
-        return [q.question for q in self.template.qa]
 
 
 @dataclass

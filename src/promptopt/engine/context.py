@@ -1,0 +1,28 @@
+"""What a strategy, the acceptance rules and the gate may use during a run: passed in, never global."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from promptopt.config import RunConfig
+from promptopt.events import Events
+from promptopt.llm import LLM
+from promptopt.template import Template
+
+
+@dataclass
+class RunContext:
+    """What a strategy may use: passed in, never global."""
+
+    template: Template
+    config: RunConfig
+    llm: LLM
+    events: Events = field(default_factory=Events)
+    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    # The run's own seed (stored in the workspace); strategies derive per-round draws from it.
+    seed: int = 0
+
+    @property
+    def questions(self) -> list[str]:
+        return [q.question for q in self.template.qa]
