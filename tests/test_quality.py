@@ -284,6 +284,24 @@ def test_report_json_shape_and_text() -> None:
     assert "final − initial: +50.0 pts (95% CI" in text
 
 
+def test_run_names_tell_models_and_gguf_files_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from promptopt.config import RoleConfig, RunConfig
+
+    def name(config: RunConfig) -> str:
+        return run.run_name(task_data(3), 1, run.Settings(["navigate"], [1], config), "template")
+
+    local = RunConfig(**{r: RoleConfig(model="local") for r in ("optimizer", "evaluator", "executor")})
+    names = []
+    for gguf in ("smol.gguf", "qwen.gguf"):
+        (tmp_path / gguf).write_bytes(b"GGUF")
+        monkeypatch.setenv("PROMPTOPT_LOCAL_GGUF", str(tmp_path / gguf))
+        names.append(name(local))
+    assert names[0] != names[1] and names[0].startswith("navigate-seed1-")
+    assert name(local) == names[1]  # the same setup, the same run (it resumes)
+    assert name(local.model_copy(update={"max_rounds": 20})) == names[1]  # more rounds resume it too
+    assert name(local.model_copy(update={"votes": 6, "max_votes": 12})) != names[1]
+
+
 # --- the script against the stub server ------------------------------------------------------------
 
 
@@ -382,3 +400,73 @@ def test_bad_input_is_one_line_and_calls_nothing(
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert stub.count() == 0
+
+
+def truthful_responder() -> Any:
+    """Executor: the optimized prompt answers every Navigate question right, the initial one says Yes.
+    Judge: prefers the answer set that agrees with more reference answers."""
+    from promptopt.testing.stub_server import last_user_text
+
+    task = tasks.TASKS["navigate"]
+    gold = {i.question: i.gold for split in tasks.SPLITS for i in tasks.load_split(task, split)}
+
+    def respond(role: str, body: dict[str, Any]) -> str | None:
+        text = last_user_text(body)
+        if role == "executor":
+            question = text.split("\n\n", 1)[1].strip()
+            return f"<answer>{gold[question]}</answer>" if "Revision" in text else "<answer>Yes</answer>"
+        if role == "judge":
+            score = {"A": 0, "B": 0}
+            for ref, a, b in re.findall(r"Reference answer: (\w+)\nA: (.*)\nB: (.*)", text):
+                score["A"] += f">{ref}<" in a
+                score["B"] += f">{ref}<" in b
+            return f"<analyse>…</analyse><choose>{'B' if score['B'] > score['A'] else 'A'}</choose>"
+        return None
+
+    return respond
+
+
+def test_labelled_run_with_holdout_confirms_by_held_out_accuracy(
+    stub: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stub.responder = truthful_responder()
+    argv = ["--task", "navigate", "--model", "openai/stub", "--api-base", stub.url, "--rounds", "2", "--seeds", "1"]
+    argv += ["--test-size", "4", "--holdout", "8", "--labels", "--workspace", str(tmp_path / "ws"), "--json", "--quiet"]
+    code, r, err = quality(argv, capsys)
+    assert code == 0, err
+    t = r["tasks"][0]
+    assert t["holdout_questions"] == 8 and r["settings"]["labels"] is True
+    assert t["per_seed"][0]["verdicts"] == {"win": 1}
+    gate = t["per_seed"][0]["gate"]
+    assert gate["method"] == "metric" and "held-out accuracy" in gate["reason"]
+    validation = tasks.load_split(tasks.TASKS["navigate"], "validation")
+    held = [validation[i].gold for i in tasks.pick_subset(tasks.TASKS["navigate"], validation, 8, "validation")]
+    assert (gate["wins"], gate["losses"]) == (held.count("No"), 0)
+    assert t["final"]["accuracy"] == (1.0 if gate["outcome"] == "confirmed" else t["initial"]["accuracy"])
+    assert t["best"]["accuracy"] == 1.0
+    written = (Path(t["per_seed"][0]["run"]) / "template.yaml").read_text(encoding="utf-8")
+    assert "metric: choice:" in written and "A lot of thinking" not in written
+
+
+def test_no_confirm_reports_the_best_prompt_as_final(
+    stub: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stub.responder = stub_responder
+    argv = ["--task", "navigate", "--model", "openai/stub", "--api-base", stub.url, "--rounds", "2", "--seeds", "1"]
+    argv += ["--test-size", "4", "--no-confirm", "--workspace", str(tmp_path / "ws"), "--json", "--quiet"]
+    code, r, err = quality(argv, capsys)
+    assert code == 0, err
+    t = r["tasks"][0]
+    assert t["gate"] == {"skipped": 1} and t["final"] == t["best"]
+    assert t["gate_judge"]["votes"] == 0
+
+
+def test_text_report_escapes_model_text() -> None:
+    from promptopt.config import RunConfig
+
+    settings = run.Settings(tasks=["navigate"], seeds=[1], config=RunConfig())
+    prompts = {"initial": "p0", "final": "Be \x1b[31mred\x1b[0m\nand brief", "best": "x"}
+    result = seed_result(1, [True] * 4, [True] * 4, prompts=prompts)
+    text = report.render(report.build_report(settings, [task_data(4)], [result]))
+    assert "\x1b" not in text
+    assert "final prompt (round 2): Be \\x1b[31mred\\x1b[0m and brief" in text

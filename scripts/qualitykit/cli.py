@@ -45,9 +45,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="give the train (and holdout) questions their true answers and the task's metric (SPO gives none)",
     )
-    p.add_argument("--strategy", default="spo", help="spo, gpo or dual_phase")
+    p.add_argument("--strategy", default="spo", help="spo (default), gpo or dual-phase")
     p.add_argument("--accept", choices=("paired", "majority"), help="judge rule (majority: SPO's own, to reproduce it)")
     p.add_argument("--votes", type=int, help="judge votes per comparison")
+    p.add_argument(
+        "--no-confirm", action="store_true", help="skip the confirmation gate: the final prompt is the best (as SPO)"
+    )
     p.add_argument("--concurrency", type=int, help="model calls at once")
     p.add_argument("--timeout", type=float, help="seconds per model call")
     p.add_argument("--max-tokens", type=int, help="cap every reply at N tokens (slow local models)")
@@ -104,6 +107,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         "budget_usd": args.budget_usd,
         "workspace": args.workspace,
         "cache": False if args.no_cache else None,
+        "confirm": False if args.no_confirm else None,
     }
     config = load_config(**flags)
     if args.max_tokens is not None:

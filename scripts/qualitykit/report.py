@@ -158,6 +158,16 @@ def build_report(settings: Settings, loaded: list[TaskData], results: list[SeedR
 # --- text --------------------------------------------------------------------------------------
 
 
+GATE_WORDS = {"not needed": "no later round beat round 1", "skipped": "--no-confirm"}
+
+
+def preview(text: str, width: int = 160) -> str:
+    """A prompt on one line, shortened; control characters shown escaped (model text is data)."""
+    one = " ".join(text.split())
+    one = one if one.isprintable() else one.encode("unicode_escape").decode("ascii")
+    return one if len(one) <= width else one[: width - 1] + "…"
+
+
 def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}%"
 
@@ -230,10 +240,13 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  gate: {gate}")
         for p in t["per_seed"]:
             verdicts = ", ".join(f"{v} {k}" for k, v in sorted(p["verdicts"].items())) or "no later rounds"
+            why = p["gate"]["reason"] or GATE_WORDS.get(p["gate"]["outcome"], "")
             lines.append(
                 f"    seed {p['seed']}: train {p['train']}, best round {p['best_round']} of {p['rounds']} "
-                f"({verdicts}); gate {p['gate']['outcome']}: {p['gate']['reason']}"
+                f"({verdicts}); gate {p['gate']['outcome']}" + (f": {why}" if why else "")
             )
+            if p["prompts"]["final"] != p["prompts"]["initial"]:
+                lines.append(f"      final prompt (round {p['final_round']}): {preview(p['prompts']['final'])}")
         lines.append(f"  judge in the rounds: {judge_line(t['judge'])}")
         lines.append(f"  judge in the gate:   {judge_line(t['gate_judge'])}")
         u = t["usage"]

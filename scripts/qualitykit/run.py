@@ -19,7 +19,8 @@ from promptopt.api import optimize_async
 from promptopt.config import RunConfig
 from promptopt.engine.concurrency import gather_ordered
 from promptopt.engine.diagnostics import combined, judge_stats
-from promptopt.engine.execute import execute
+from promptopt.engine.execute import answer_one
+from promptopt.errors import BudgetExceeded
 from promptopt.files import atomic_write
 from promptopt.llm import LLM, Completion
 from promptopt.records import AnswerRecord, RoundRecord
@@ -93,14 +94,21 @@ def load_task(name: str, settings: Settings) -> TaskData:
 
 
 def run_name(data: TaskData, seed: int, settings: Settings, template_text: str) -> str:
-    """`navigate-seed1-<key>`: the key covers what makes two runs different (not --rounds: more rounds resume)."""
+    """`navigate-seed1-<key>`: the key covers what makes two runs different (not --rounds: more rounds resume).
+
+    The models are named with their endpoint and, for `--model local`, the GGUF file that serves
+    them: two files behind the same model name are two runs.
+    """
+    from promptopt.local import served_file
+
     c = settings.config
+    models = {}
+    for role in ("optimizer", "evaluator", "executor"):
+        r = c.role(role)
+        models[role] = (r.model, r.api_base, r.temperature, r.extra, served_file(r.model))
     payload = {
         "template": template_text,
-        "models": {
-            r: (c.role(r).model, c.role(r).api_base, c.role(r).temperature)
-            for r in ("optimizer", "evaluator", "executor")
-        },
+        "models": models,
         "strategy": (c.strategy, c.strategy_options, c.accept, c.votes, c.max_votes, c.alpha, c.confirm),
     }
     key = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -208,13 +216,16 @@ async def run_seed(
     root = Path(config.workspace) / name
     meter.begin(root, "optimize")
     result = await optimize_async(template, config, events=on_event, llm=llm)
+    if result.stopped in ("budget", "deadline"):
+        meter.end()
+        raise BudgetExceeded(f"{label}: {result.message}; the same command with a larger --budget-usd resumes")
     final, best = result.confirmed, result.best
     prompts = {"initial": result.initial.prompt, "final": final.prompt, "best": best.prompt}
     questions = [item.question for item in data.test]
     distinct = list(dict.fromkeys(prompts.values()))
     progress(f"{label}: answering {len(questions)} test questions with {len(distinct)} prompt(s)")
     meter.begin(root, "evaluation")
-    answered = await gather_ordered(execute(llm, p, questions) for p in distinct)
+    answered = await answer_all(llm, distinct, questions, lambda line: progress(f"{label}: {line}"))
     meter.end()
     by_prompt = dict(zip(distinct, answered, strict=True))
     score = scorer(task.kind)
@@ -249,6 +260,25 @@ async def run_seed(
         f"(gate: {seed_result.gate['outcome']}, best round {best.round})"
     )
     return seed_result
+
+
+async def answer_all(
+    llm: LLM, prompts: list[str], questions: list[str], progress: Progress
+) -> list[list[AnswerRecord]]:
+    """Each prompt's answers to the questions (in order), with a progress line every tenth of the way."""
+    total, done = len(prompts) * len(questions), 0
+    step = max(1, total // 10)
+
+    async def one(prompt: str, question: str) -> AnswerRecord:
+        nonlocal done
+        record = await answer_one(llm, prompt, question)
+        done += 1
+        if done % step == 0 and done < total:
+            progress(f"{done}/{total} answers")
+        return record
+
+    flat = await gather_ordered(one(p, q) for p in prompts for q in questions)
+    return [flat[i * len(questions) : (i + 1) * len(questions)] for i in range(len(prompts))]
 
 
 def _count(values: Any) -> dict[str, int]:
