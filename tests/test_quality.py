@@ -470,3 +470,10 @@ def test_text_report_escapes_model_text() -> None:
     text = report.render(report.build_report(settings, [task_data(4)], [result]))
     assert "\x1b" not in text
     assert "final prompt (round 2): Be \\x1b[31mred\\x1b[0m and brief" in text
+
+
+def test_docs_name_every_option() -> None:
+    docs = (SCRIPTS.parent / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Held-out quality") :]
+    flags = {s for a in cli.parser()._actions for s in a.option_strings if s.startswith("--") and s != "--help"}
+    assert sorted(f for f in flags if f"`{f}" not in section) == []
