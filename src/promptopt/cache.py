@@ -22,6 +22,7 @@ SAMPLING_KEYS = (
     "presence_penalty",
     "frequency_penalty",
     "response_format",
+    "grammar",
     "reasoning_effort",
 )
 

@@ -121,11 +121,14 @@ def _build_config(flags: dict[str, Any]) -> Any:
 
 
 def _demo_note(console: Console, config: Any, quiet: bool) -> None:
-    from promptopt.config import ROLES
-    from promptopt.local import DEMO_NOTE, uses_local
+    from rich.markup import escape
 
-    if not quiet and uses_local([config.role(r).model for r in ROLES]):
-        console.print(f"[yellow]note: {DEMO_NOTE}[/yellow]")
+    from promptopt.config import ROLES
+    from promptopt.local import note
+
+    text = note([config.role(r).model for r in ROLES])
+    if not quiet and text:
+        console.print(f"[yellow]note: {escape(text)}[/yellow]")
 
 
 @app.command()

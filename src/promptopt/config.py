@@ -16,6 +16,7 @@ from promptopt.workspace import check_plain_name
 
 ROLES = ("optimizer", "evaluator", "executor")
 Role = Literal["optimizer", "evaluator", "executor"]
+Structured = Literal["auto", "on", "off"]
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_TEMPERATURES = {"optimizer": 0.7, "evaluator": 0.3, "executor": 0.0}
 CONFIG_NAMES = ("promptopt.yaml", "promptopt.yml", ".promptopt.yaml")
@@ -30,6 +31,7 @@ class RoleConfig(BaseModel):
     model: str = DEFAULT_MODEL
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     api_base: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("model")
@@ -92,6 +94,7 @@ class RunConfig(BaseModel):
     cache_dir: Path | None = None
     strategy: str = "spo"
     seed: int = 0
+    structured: Structured = "auto"
     strategy_options: dict[str, Any] = Field(default_factory=dict)
 
     def role(self, role: str) -> RoleConfig:
@@ -110,6 +113,7 @@ class FileRole(BaseModel):
     model: str | None = None
     temperature: float | None = None
     api_base: str | None = None
+    max_tokens: int | None = None
     extra: dict[str, Any] | None = None
 
 
@@ -136,6 +140,7 @@ class FileConfig(BaseModel):
     cache_dir: Path | None = None
     strategy: str | None = None
     seed: int | None = None
+    structured: Structured | None = None
 
 
 def user_config_path() -> Path:
@@ -193,6 +198,7 @@ _ENV_SCALARS = {
     "cache_dir": "PROMPTOPT_CACHE_DIR",
     "strategy": "PROMPTOPT_STRATEGY",
     "seed": "PROMPTOPT_SEED",
+    "structured": "PROMPTOPT_STRUCTURED",
 }
 
 
@@ -208,6 +214,7 @@ def _file_layer(fc: FileConfig) -> dict[str, Any]:
             "model": spec.model or fc.model,
             "temperature": spec.temperature,
             "api_base": spec.api_base or fc.api_base,
+            "max_tokens": spec.max_tokens,
             "extra": spec.extra,
         }
         layer[role] = {k: v for k, v in values.items() if v is not None}
@@ -223,6 +230,7 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
             "model": env.get(f"PROMPTOPT_{short}_MODEL") or env.get("PROMPTOPT_MODEL"),
             "temperature": env.get(f"PROMPTOPT_{short}_TEMP"),
             "api_base": env.get(f"PROMPTOPT_{short}_API_BASE") or env.get("PROMPTOPT_API_BASE"),
+            "max_tokens": env.get(f"PROMPTOPT_{short}_MAX_TOKENS"),
         }
         layer[role] = {k: v for k, v in values.items() if v}
     return layer

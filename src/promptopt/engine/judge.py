@@ -9,6 +9,7 @@ from promptopt.engine.concurrency import gather_ordered
 from promptopt.engine.parse import extract_tag, parse_choice
 from promptopt.errors import LLMError
 from promptopt.llm import LLM
+from promptopt.shapes import JUDGE
 from promptopt.workspace import AnswerRecord, VoteRecord
 
 FAILED = "(no answer: the model call failed)"
@@ -65,7 +66,7 @@ def min_valid_votes(votes: int) -> int:
 
 async def _vote(llm: LLM, messages: list[dict[str, str]], swapped: bool, sample: int) -> VoteRecord:
     try:
-        reply = await llm.complete("evaluator", messages, sample=sample)
+        reply = await llm.complete("evaluator", messages, sample=sample, shape=JUDGE)
     except LLMError as exc:
         if not exc.retryable:
             raise

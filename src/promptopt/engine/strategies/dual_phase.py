@@ -33,6 +33,7 @@ from promptopt.engine.strategies.base import (
     number_option,
     register,
 )
+from promptopt.shapes import SENTENCE, STRUCTURED_PROMPT
 from promptopt.workspace import AnswerRecord, RoundRecord
 
 INITIAL_WEIGHT = 1.0
@@ -161,7 +162,7 @@ class DualPhase(Strategy):
     async def first_round(self) -> RoundRecord:
         events, t = self.ctx.events, self.ctx.template
         events.phase(1, "optimize")
-        proposal = await self.propose(self.init_messages(), 1)
+        proposal = await self.propose(self.init_messages(), 1, shape=STRUCTURED_PROMPT)
         prompt = proposal.prompt or t.prompt
         error = None if proposal.prompt else f"{proposal.error}; round 1 keeps your prompt"
         events.phase(1, "execute")
@@ -247,7 +248,9 @@ class DualPhase(Strategy):
 
     async def propose_sentence(self, messages: list[dict[str, str]], number: int, old: str) -> Proposal:
         """`propose` for a <sentence> reply."""
-        return await self.propose(messages, number, unchanged=old, parse=parse_sentence, what="<sentence>")
+        return await self.propose(
+            messages, number, unchanged=old, parse=parse_sentence, what="<sentence>", shape=SENTENCE
+        )
 
     async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord:
         events = self.ctx.events

