@@ -105,6 +105,13 @@ Concurrency = Annotated[int | None, typer.Option("--concurrency", "-j", help="Mo
 Timeout = Annotated[float | None, typer.Option("--timeout", help="Seconds per model call [120].")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
+Structured = Annotated[
+    str | None,
+    typer.Option(
+        "--structured",
+        help="Hold optimizer and judge replies to their shape: auto | on | off [auto: where the model supports it].",
+    ),
+]
 
 
 def _flags(**values: Any) -> dict[str, Any]:
@@ -162,6 +169,7 @@ def optimize(
         str | None, typer.Option("--edit-budget", help="GPO: words changed, start:end [50:10].")
     ] = None,
     candidates: Annotated[int | None, typer.Option("--candidates", help="GPO: candidates per step [2].")] = None,
+    structured: Structured = None,
     no_cache: NoCache = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print projected calls, tokens, cost; call nothing.")
@@ -191,6 +199,7 @@ def optimize(
         budget_usd=budget_usd,
         max_calls=max_calls,
         seed=seed,
+        structured=structured,
         no_cache=no_cache,
     )
     options = {
@@ -328,6 +337,7 @@ def compare(
     api_base: ApiBase = None,
     concurrency: Concurrency = None,
     timeout: Timeout = None,
+    structured: Structured = None,
     no_cache: NoCache = False,
     fail_if_worse: Annotated[bool, typer.Option("--fail-if-worse", help="Exit 4 unless B beats A.")] = False,
     json_out: JsonOut = False,
@@ -342,6 +352,7 @@ def compare(
         api_base=api_base,
         concurrency=concurrency,
         timeout=timeout,
+        structured=structured,
         no_cache=no_cache,
     )
     guarded(lambda: _compare(a, b, template, questions, votes, flags, fail_if_worse, json_out))

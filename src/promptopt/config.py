@@ -6,17 +6,24 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from promptopt.errors import ConfigError
 from promptopt.workspace import check_plain_name
 
 ROLES = ("optimizer", "evaluator", "executor")
 Role = Literal["optimizer", "evaluator", "executor"]
-Structured = Literal["auto", "on", "off"]
+
+
+def _on_off(value: Any) -> Any:
+    """YAML reads a bare `on`/`off` as a boolean: take it as meant."""
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
+Structured = Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)]
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_TEMPERATURES = {"optimizer": 0.7, "evaluator": 0.3, "executor": 0.0}
 CONFIG_NAMES = ("promptopt.yaml", "promptopt.yml", ".promptopt.yaml")

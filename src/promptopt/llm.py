@@ -355,6 +355,10 @@ class LiteLLMClient:
     ) -> Completion:
         cfg = self.config.role(role)
         kwargs = self._kwargs(cfg, role, shape)
+        if "seed" not in kwargs and _local_model(cfg.model):
+            # llama.cpp reseeds from its saved state on a prefix-cache hit: without a seed per
+            # sample, repeated votes on the same comparison would come out identical.
+            kwargs["seed"] = (self.config.seed * 100_003 + sample) % 2**31
         key = cache_key(cfg.model, messages, kwargs, sample)
         if self.cache is not None:
             hit = self.cache.get(key)
@@ -506,6 +510,12 @@ def response_cost(litellm: Any, response: Any, model: str, prompt: int, completi
         return float(litellm.completion_cost(completion_response=response)), True
     except Exception:  # fall back to the model name, then to "no price"
         return token_cost(litellm, model, prompt, completion)
+
+
+def _local_model(model: str) -> bool:
+    from promptopt import local
+
+    return local.uses_local([model])
 
 
 _SCHEMA_PROVIDERS = ("ollama", "ollama_chat", "hosted_vllm", "lm_studio")

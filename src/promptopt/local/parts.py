@@ -134,6 +134,7 @@ def ensure_file(source: PartsSource, folder: Path) -> Path:
         sha = digest.hexdigest()
         if size != source.size or sha != source.sha256:
             raise PartsError(_mismatch(source, size, sha))
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
         os.replace(tmp, target)
     except OSError as exc:
         raise PartsError(f"cannot write {target}: {exc.strerror or exc} (set PROMPTOPT_MODELS_DIR)") from None

@@ -25,6 +25,7 @@ DEFAULT_MAX_TOKENS = 512
 # Each llama.cpp state kept for prefix reuse holds the KV cache of one prompt (~28 kB a token
 # for the 1.5B model): enough for the judge's two orders and the optimizer's request.
 PREFIX_CACHE_BYTES = 768 << 20
+THREADS_ENV = "PROMPTOPT_LOCAL_THREADS"
 
 
 @functools.cache
@@ -56,7 +57,7 @@ def load_llama(path: Path, m: LocalModel) -> Any:
             p.use_extra_bufts = False
         return p
 
-    threads = max(1, os.cpu_count() or 1)
+    threads = local_threads()
     lib.llama_model_default_params = params
     try:
         llama = Llama(
@@ -70,8 +71,35 @@ def load_llama(path: Path, m: LocalModel) -> Any:
         )
     finally:
         lib.llama_model_default_params = original
-    llama.set_cache(LlamaRAMCache(capacity_bytes=PREFIX_CACHE_BYTES))
+    llama.set_cache(_prefix_cache(LlamaRAMCache))
     return llama
+
+
+def _prefix_cache(base: type) -> Any:
+    """llama-cpp-python's RAM cache of states by prompt prefix, without the logits it copies along.
+
+    Each saved state carries a copy of the logits buffer (n_batch × vocabulary floats: 300 MB
+    for a 150k-token vocabulary) that its capacity does not count; only logprobs read it, and
+    a restored state is always decoded again before sampling. One row is kept.
+    """
+
+    class PrefixCache(base):
+        def __setitem__(self, key: Any, value: Any) -> None:
+            value.scores = value.scores[-1:].copy()
+            super().__setitem__(key, value)
+
+    return PrefixCache(capacity_bytes=PREFIX_CACHE_BYTES)
+
+
+def local_threads() -> int:
+    """$PROMPTOPT_LOCAL_THREADS, else every core this process may use."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _grammar(text: str) -> Any:
