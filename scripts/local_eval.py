@@ -124,6 +124,7 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
         "leak_reasks": sum(c["leak_reask"] for c in calls),
         "leak_rejections": sum(rec.verdict == "rejected" and "leaks" in (rec.error or "") for rec in result.records),
         "judged_rounds": sum(bool(rec.votes) for rec in result.records),
+        "unparsed_examples": [" ".join(c["text"].split())[:200] for c in calls if not parsed(c)][:3],
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
 

@@ -60,11 +60,21 @@ def test_close_restores_a_tag_cut_by_the_stop_sequence() -> None:
     assert JUDGE.close("no tags at all") == "no tags at all"
 
 
+def test_a_verdict_cut_off_by_max_tokens_can_be_finished() -> None:
+    assert JUDGE.cut_before_choice("<analyse>A is better because") == "<analyse>A is better because</analyse>"
+    assert JUDGE.cut_before_choice("<analyse>done</analyse>\n") == "<analyse>done</analyse>\n"
+    assert JUDGE.cut_before_choice("<analyse>x</analyse><choose>") is None  # the verdict has begun
+    assert JUDGE.cut_before_choice("rambling without tags") is None
+    assert OPTIMIZER.cut_before_choice("<analyse>x") is None  # a prompt cannot be asked for on its own
+    assert JUDGE.last_part().gbnf().splitlines()[0] == "root ::= part0"
+    assert '("A" | "B")' in JUDGE.last_part().gbnf()
+
+
 def test_gbnf_spells_every_part_in_order() -> None:
     grammar = OPTIMIZER.gbnf()
     assert grammar.splitlines()[0] == 'root ::= part0 "\\n" part1 "\\n" part2'
     assert '"<analyse>" text0 "</analyse>"' in grammar and '"<prompt>" text2 "</prompt>"' in grammar
-    assert "[^<]{0,400}" in grammar  # the analysis is bounded, the prompt is not
+    assert "{0," not in grammar  # bounded repetition makes llama.cpp's grammar sampling crawl
     assert '("A" | "B")' in JUDGE.gbnf()
 
 

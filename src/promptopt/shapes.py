@@ -21,7 +21,6 @@ class Part:
 
     tag: str
     choices: tuple[str, ...] = ()
-    max_chars: int | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +81,25 @@ class Shape:
                 out.append(f"<{part.tag}>{value}</{part.tag}>")
         return "\n".join(out) if out else text
 
+    def cut_before_choice(self, text: str) -> str | None:
+        """When a reply was cut off before its final multiple-choice part (the judge's verdict):
+        the reply so far with its open part closed, so the choice can be asked for on its own.
+        None when there is nothing to finish."""
+        last = self.parts[-1]
+        if not last.choices or re.search(rf"<\s*{re.escape(last.tag)}\s*>", text, re.IGNORECASE):
+            return None
+        for part in reversed(self.parts[:-1]):
+            opened = list(re.finditer(rf"<\s*{re.escape(part.tag)}\s*>", text, re.IGNORECASE))
+            if opened:
+                rest = text[opened[-1].end() :]
+                closed = re.search(rf"<\s*/\s*{re.escape(part.tag)}\s*>", rest, re.IGNORECASE)
+                return text if closed else text.rstrip() + f"</{part.tag}>"
+        return None
+
+    def last_part(self) -> Shape:
+        """The shape of the final part alone."""
+        return Shape(f"{self.name}_{self.parts[-1].tag}", self.parts[-1:])
+
     def close(self, text: str) -> str:
         """Put back the final closing tag a stop sequence cut off (the parsers accept it either way)."""
         last = self.parts[-1].tag
@@ -96,13 +114,9 @@ def _gbnf_string(text: str) -> str:
 
 
 def _text_rule(part: Part) -> str:
-    """Free text that cannot close its own tag.
-
-    '<' is allowed (a prompt may ask for <answer> tags) except as the start of '</tag>'; a
-    bounded part is plain text without '<' up to `max_chars`, so the parts after it always come.
-    """
-    if part.max_chars is not None:
-        return f"[^<]{{0,{part.max_chars}}}"
+    """Free text that cannot close its own tag: '<' is allowed (a prompt may ask for <answer>
+    tags) except as the start of '</tag>'. Unbounded: llama.cpp's bounded repetition `{0,n}`
+    nests n rules and made sampling ten times slower."""
     first = part.tag[0]
     return f'([^<] | "<" [^/] | "</" [^{first}])*'
 
@@ -121,10 +135,8 @@ def _json_object(text: str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-# Under a grammar the parts before the last are bounded (~4 characters a token), so the part
-# that matters (the verdict, the prompt) always comes within the local models' max_tokens.
-JUDGE = Shape("judge", (Part("analyse", max_chars=360), Part("choose", choices=("A", "B"))))
-OPTIMIZER = Shape("optimizer", (Part("analyse", max_chars=400), Part("modification", max_chars=200), Part("prompt")))
-STRUCTURED_PROMPT = Shape("structured_prompt", (Part("analyse", max_chars=400), Part("prompt")))
-SENTENCE = Shape("sentence", (Part("analyse", max_chars=400), Part("sentence")))
+JUDGE = Shape("judge", (Part("analyse"), Part("choose", choices=("A", "B"))))
+OPTIMIZER = Shape("optimizer", (Part("analyse"), Part("modification"), Part("prompt")))
+STRUCTURED_PROMPT = Shape("structured_prompt", (Part("analyse"), Part("prompt")))
+SENTENCE = Shape("sentence", (Part("analyse"), Part("sentence")))
 SHAPES = {s.name: s for s in (JUDGE, OPTIMIZER, STRUCTURED_PROMPT, SENTENCE)}

@@ -18,8 +18,10 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from promptopt import prompts
 from promptopt.local.parts import PartsError
 from promptopt.local.registry import PROVIDER, LocalModel, gguf_path, lookup, missing
+from promptopt.shapes import SHAPES, Shape
 
 DEFAULT_MAX_TOKENS = 512
 # Each llama.cpp state kept for prefix reuse holds the KV cache of one prompt (~28 kB a token
@@ -163,13 +165,15 @@ def _handler_class(litellm: Any) -> type:
                 if params.get(name) is not None:
                     kwargs[name] = params[name]
             grammar = params.get("grammar")
+            shape = None
             if isinstance(grammar, str) and grammar:
-                if grammar not in self._grammars:
-                    self._grammars[grammar] = _grammar(grammar)
-                kwargs["grammar"] = self._grammars[grammar]
+                kwargs["grammar"] = self._grammar(grammar)
+                shape = next((s for s in SHAPES.values() if s.gbnf() == grammar), None)
             with self._call_lock:
                 try:
                     out = llama.create_chat_completion(messages=messages, **kwargs)
+                    if shape is not None:
+                        out = self._finish_choice(llama, shape, messages, kwargs, out)
                 except ValueError as exc:  # llama_cpp's "Requested tokens (…) exceed context window"
                     if "context window" in str(exc):
                         raise litellm.ContextWindowExceededError(
@@ -177,6 +181,36 @@ def _handler_class(litellm: Any) -> type:
                         ) from None
                     raise
             return _fill(litellm, model_response, model, out)
+
+        def _grammar(self, text: str) -> Any:
+            if text not in self._grammars:
+                self._grammars[text] = _grammar(text)
+            return self._grammars[text]
+
+        def _finish_choice(
+            self, llama: Any, shape: Shape, messages: list[dict[str, Any]], kwargs: dict[str, Any], out: dict[str, Any]
+        ) -> dict[str, Any]:
+            """A verdict cut off by max_tokens (the analysis ran long) is asked for on its own:
+            a few tokens on top of a prompt the model has just read, instead of a lost vote."""
+            choice = (out.get("choices") or [{}])[0]
+            text = (choice.get("message") or {}).get("content") or ""
+            partial = shape.cut_before_choice(text) if choice.get("finish_reason") == "length" else None
+            if partial is None:
+                return out
+            last = shape.parts[-1]
+            ask = prompts.render("finish_choice", tag=last.tag, choices=" or ".join(last.choices))
+            follow = [*messages, {"role": "assistant", "content": partial}, {"role": "user", "content": ask}]
+            extra = {k: kwargs[k] for k in ("temperature", "seed") if k in kwargs}
+            more = llama.create_chat_completion(
+                messages=follow, grammar=self._grammar(shape.last_part().gbnf()), max_tokens=16, **extra
+            )
+            added = (more.get("choices") or [{}])[0]
+            choice["message"]["content"] = partial + "\n" + ((added.get("message") or {}).get("content") or "")
+            choice["finish_reason"] = added.get("finish_reason") or "stop"
+            usage, plus = out.setdefault("usage", {}), more.get("usage") or {}
+            for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+                usage[key] = int(usage.get(key) or 0) + int(plus.get(key) or 0)
+            return out
 
         def completion(self, model: str, messages: list, *args: Any, **kwargs: Any) -> Any:
             params = kwargs.get("optional_params") or {}
