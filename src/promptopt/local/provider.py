@@ -137,7 +137,7 @@ def _handler_class(litellm: Any) -> type:
                     try:
                         path = None if problem else gguf_path(m)
                     except (PartsError, FileNotFoundError) as exc:
-                        problem = f"{m.name}: {exc}: {m.install_hint}"
+                        problem = f"{exc}: {m.install_hint}"
                     if problem or path is None:
                         # A bad request is not retried and the CLI prints it as one line.
                         raise litellm.BadRequestError(message=problem, model=m.model, llm_provider=PROVIDER)
