@@ -255,3 +255,56 @@ def test_structured_replies_through_a_server(mode: str, tmp_path: Path, monkeypa
     else:
         assert "response_format" not in bodies["judge"] and "response_format" not in bodies["optimizer"]
         assert second["votes"] == "✗✓✗✓"  # the stub's default tagged reply: always A
+
+
+class FakeLlama:
+    """Stands in for llama_cpp.Llama: a judge reply cut off by max_tokens, then the verdict alone."""
+
+    def __init__(self, first: str, reason: str = "length") -> None:
+        self.first, self.reason = first, reason
+        self.calls: list[dict[str, Any]] = []
+
+    def create_chat_completion(self, messages: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
+        self.calls.append({"messages": messages, **kwargs})
+        text, reason = (self.first, self.reason) if len(self.calls) == 1 else ("<choose>B</choose>", "stop")
+        usage = {"prompt_tokens": 100, "completion_tokens": 7, "total_tokens": 107}
+        return {"choices": [{"message": {"content": text}, "finish_reason": reason}], "usage": usage}
+
+
+def provider_with(fake: FakeLlama, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from promptopt.llm import _import_litellm
+    from promptopt.local import provider
+
+    monkeypatch.setattr(provider, "_grammar", lambda text: f"compiled:{text[:12]}")
+    handler = provider._handler_class(_import_litellm())()
+    handler._llamas["qwen2.5-coder-1.5b"] = fake
+    return handler
+
+
+def test_a_verdict_cut_off_is_asked_for_on_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeLlama("<analyse>Both sets track the steps, but A")
+    handler = provider_with(fake, monkeypatch)
+    params = {"grammar": JUDGE.gbnf(), "max_tokens": 80, "stop": JUDGE.stop, "temperature": 0.3, "seed": 7}
+    out = handler._generate("qwen2.5-coder-1.5b", [{"role": "user", "content": "judge"}], params, None)
+    text = out.choices[0].message.content
+    assert text == "<analyse>Both sets track the steps, but A</analyse>\n<choose>B</choose>"
+    first, second = fake.calls
+    assert first["max_tokens"] == 80 and first["stop"] == ["</choose>"] and first["seed"] == 7
+    assert second["messages"][-2] == {
+        "role": "assistant",
+        "content": "<analyse>Both sets track the steps, but A</analyse>",
+    }
+    assert "<choose>A or B</choose>" in second["messages"][-1]["content"]
+    assert second["max_tokens"] == 16 and second["seed"] == 7 and "stop" not in second
+    assert out.usage.prompt_tokens == 200 and out.usage.completion_tokens == 14
+
+
+def test_a_complete_reply_makes_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeLlama("<analyse>ok</analyse>\n<choose>A", reason="stop")
+    handler = provider_with(fake, monkeypatch)
+    params = {"grammar": JUDGE.gbnf(), "max_tokens": 80}
+    out = handler._generate("qwen2.5-coder-1.5b", [{"role": "user", "content": "judge"}], params, None)
+    assert len(fake.calls) == 1 and out.choices[0].message.content.endswith("<choose>A")
+    plain = FakeLlama("<analyse>cut", reason="length")
+    provider_with(plain, monkeypatch)._generate("qwen2.5-coder-1.5b", [], {"max_tokens": 80}, None)
+    assert len(plain.calls) == 1  # no grammar, no shape: nothing to finish
