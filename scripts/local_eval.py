@@ -2,6 +2,7 @@
 
     python scripts/local_eval.py --model local:qwen2.5-coder-1.5b --rounds 2 --structured on
     python scripts/local_eval.py --model local --rounds 3 --structured off --seeds 0 1 2
+    python scripts/local_eval.py --model local --probe 8 --structured off   # replies only, no loop
 
 Each run is a fresh `optimize` (no response cache) in a temporary workspace, through the public
 API with a recording wrapper around the real client, so every call is seen with its shape,
@@ -129,6 +130,59 @@ def one_run(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     }
 
 
+def probe(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """--probe N: round 1's answers, then N optimizer replies and N judge votes on them, with no loop.
+
+    The judge compares the model's answers with the reference answers (half the votes swapped), so
+    every vote has something to choose; only whether the reply parses is counted, not the choice.
+    """
+    import asyncio
+
+    from promptopt.api import load_config, make_client, prepare_run
+    from promptopt.engine.execute import execute
+    from promptopt.engine.judge import comparison_block, judge_messages
+    from promptopt.engine.strategies.base import RunContext
+    from promptopt.engine.strategies.spo import SPO
+    from promptopt.shapes import JUDGE, OPTIMIZER
+    from promptopt.workspace import AnswerRecord, RoundRecord
+
+    config = load_config(model=args.model, structured=args.structured, seed=seed, cache=False, timeout=900)
+    template, config, _ = prepare_run(args.template, config.model_copy(update={"name": "probe"}))
+    recorder = Recorder(make_client(config))
+    ctx = RunContext(template, config, recorder)
+    questions = ctx.questions
+
+    async def run() -> None:
+        answers = await execute(recorder, template.prompt, questions)
+        base = RoundRecord(round=1, prompt=template.prompt, answers=answers)
+        messages = SPO(ctx).optimizer_messages(base)
+        for i in range(args.probe):
+            await recorder.complete("optimizer", messages, sample=1000 + i, shape=OPTIMIZER)
+        golden = [AnswerRecord(question=q, answer=g or "") for q, g in zip(questions, template.golden, strict=True)]
+        straight = judge_messages(template.requirements, comparison_block(questions, template.golden, answers, golden))
+        swapped = judge_messages(template.requirements, comparison_block(questions, template.golden, golden, answers))
+        for i in range(args.probe):
+            await recorder.complete("evaluator", swapped if i % 2 else straight, sample=i, shape=JUDGE)
+
+    started = time.perf_counter()
+    asyncio.run(run())
+    roles: dict[str, Counter[str]] = defaultdict(Counter)
+    for c in recorder.calls:
+        r = roles[c["role"]]
+        r.update(calls=1, unparsed=int(not parsed(c)), completion_tokens=c["completion_tokens"])
+        r["seconds"] += c["seconds"]
+    return {
+        "model": args.model,
+        "structured": args.structured,
+        "probe": args.probe,
+        "seed": seed,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "roles": {k: {n: round(v, 1) for n, v in r.items()} for k, r in roles.items()},
+        "unparsed_examples": [" ".join(c["text"].split())[:200] for c in recorder.calls if not parsed(c)][:3],
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     totals: dict[str, Counter[str]] = defaultdict(Counter)
     for run in runs:
@@ -139,14 +193,14 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for role, t in totals.items()
         if role != "executor"
     }
-    later = [r for run in runs for r in run["rounds"] if r["round"] > 1]
+    later = [r for run in runs for r in run.get("rounds", []) if r["round"] > 1]
     return {
         "runs": len(runs),
         "parse_failures": rates,
-        "leak_reasks": sum(r["leak_reasks"] for r in runs),
-        "leak_rejections": sum(r["leak_rejections"] for r in runs),
+        "leak_reasks": sum(r.get("leak_reasks", 0) for r in runs),
+        "leak_rejections": sum(r.get("leak_rejections", 0) for r in runs),
         "rounds_after_1": len(later),
-        "judged_rounds": sum(r["judged_rounds"] for r in runs),
+        "judged_rounds": sum(r.get("judged_rounds", 0) for r in runs),
         "round_seconds": [r["seconds"] for r in later],
         "verdicts": Counter(r["verdict"] for r in later),
     }
@@ -162,10 +216,11 @@ def main() -> int:
     parser.add_argument("--structured", choices=["auto", "on", "off"], default="auto")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--out", type=Path, help="append every run and the summary (JSON lines)")
+    parser.add_argument("--probe", type=int, default=0, help="no loop: N optimizer replies and N votes")
     args = parser.parse_args()
     runs = []
     for seed in args.seeds:
-        run = one_run(args, seed)
+        run = probe(args, seed) if args.probe else one_run(args, seed)
         runs.append(run)
         print(json.dumps(run, ensure_ascii=False), flush=True)
     total = {"summary": summary(runs), "args": {k: str(v) for k, v in vars(args).items()}}
