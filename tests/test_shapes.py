@@ -86,3 +86,20 @@ def test_llama_cpp_accepts_every_grammar(name: str) -> None:
 
     grammar = LlamaGrammar.from_string(SHAPES[name].gbnf(), verbose=False)
     assert grammar is not None
+
+
+def test_each_call_site_names_the_shape_it_parses(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SPO's optimizer and judge, Dual-Phase's structured prompt and sentence; executors none."""
+    from tests.test_strategies_dual_phase import fake, init, rewriter, run, template
+
+    llm = fake([rewriter("Be exact.")] * 5, first=init())
+    run(template(), llm, tmp_path, max_rounds=2)
+    by_role = {
+        (role, shape.name if shape else None) for (role, _, _), shape in zip(llm.history, llm.shapes, strict=True)
+    }
+    assert by_role == {
+        ("optimizer", "structured_prompt"),
+        ("optimizer", "sentence"),
+        ("executor", None),
+        ("evaluator", "judge"),
+    }
