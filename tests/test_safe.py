@@ -258,7 +258,9 @@ def evil_stub() -> Any:
         if role == "executor":
             return f"answer {EVIL}"
         if role == "optimizer":
-            return f"<analyse>{EVIL}</analyse><modification>{EVIL}</modification><prompt>New {EVIL}</prompt>"
+            # Not a copy of the question (the leak guard would reject that): markup of its own.
+            prompt = "New [/b] prompt [link=http://evil.example]y[/link] \x1b[2J"
+            return f"<analyse>{EVIL}</analyse><modification>{EVIL}</modification><prompt>{prompt}</prompt>"
         return f"<analyse>{EVIL}</analyse><choose>B</choose>"
 
     return StubServer(responder=responder)

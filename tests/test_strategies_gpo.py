@@ -349,9 +349,9 @@ class SampleFake(FakeLLM):
 
     sample = 0
 
-    async def complete(self, role: str, messages: list[dict[str, Any]], *, sample: int = 0) -> Any:
+    async def complete(self, role: str, messages: list[dict[str, Any]], *, sample: int = 0, shape: Any = None) -> Any:
         self.sample = sample
-        return await super().complete(role, messages, sample=sample)
+        return await super().complete(role, messages, sample=sample, shape=shape)
 
 
 def deterministic(cls: type[SampleFake] = SampleFake, **kw: Any) -> SampleFake:

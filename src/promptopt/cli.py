@@ -126,6 +126,13 @@ Alpha = Annotated[
     float | None, typer.Option("--alpha", help="Error rate of the confirmation gate and compare's verdict [0.05].")
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
+Structured = Annotated[
+    str | None,
+    typer.Option(
+        "--structured",
+        help="Hold optimizer and judge replies to their shape: auto | on | off [auto: where the model supports it].",
+    ),
+]
 
 
 def _flags(**values: Any) -> dict[str, Any]:
@@ -148,10 +155,11 @@ def _build_config(flags: dict[str, Any]) -> Any:
 
 def _demo_note(console: Console, config: Any, quiet: bool) -> None:
     from promptopt.config import ROLES
-    from promptopt.local import DEMO_NOTE, uses_local
+    from promptopt.local import note
 
-    if not quiet and uses_local([config.role(r).model for r in ROLES]):
-        console.print(f"note: {DEMO_NOTE}", style="yellow", markup=False)
+    text = note([config.role(r).model for r in ROLES])
+    if not quiet and text:
+        console.print(f"note: {text}", style="yellow", markup=False)
 
 
 @app.command()
@@ -208,6 +216,7 @@ def optimize(
         str | None, typer.Option("--edit-budget", help="GPO: words changed, start:end [50:10].")
     ] = None,
     candidates: Annotated[int | None, typer.Option("--candidates", help="GPO: candidates per step [2].")] = None,
+    structured: Structured = None,
     no_cache: NoCache = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print projected calls, tokens, cost; call nothing.")
@@ -251,6 +260,7 @@ def optimize(
         max_errors=max_errors,
         max_reply_chars=max_reply_chars,
         seed=seed,
+        structured=structured,
         no_cache=no_cache,
     )
     # GPO's flags from before are names for options; --option NAME=VALUE sets any strategy's.
@@ -457,6 +467,7 @@ def compare(
     max_reply_chars: MaxReplyChars = None,
     seed: Seed = None,
     alpha: Alpha = None,
+    structured: Structured = None,
     no_cache: NoCache = False,
     fail_if_worse: Annotated[
         bool, typer.Option("--fail-if-worse", help="Exit 4 when A is significantly better than B.")
@@ -482,6 +493,7 @@ def compare(
         max_reply_chars=max_reply_chars,
         seed=seed,
         alpha=alpha,
+        structured=structured,
         no_cache=no_cache,
     )
     gates = (fail_if_worse, fail_unless_better)

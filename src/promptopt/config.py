@@ -7,16 +7,33 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from promptopt.errors import ConfigError
 from promptopt.workspace import check_plain_name
 from promptopt.yamlfile import load as load_yaml
 
 ROLES = ("optimizer", "evaluator", "executor")
+
+
+def _on_off(value: Any) -> Any:
+    """YAML reads a bare `on`/`off` as a boolean: take it as meant."""
+    return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
+Structured = Annotated[Literal["auto", "on", "off"], BeforeValidator(_on_off)]
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_TEMPERATURES = {"optimizer": 0.7, "evaluator": 0.3, "executor": 0.0}
 CONFIG_NAMES = ("promptopt.yaml", "promptopt.yml", ".promptopt.yaml")
@@ -31,6 +48,7 @@ class RoleConfig(BaseModel):
     model: str = DEFAULT_MODEL
     temperature: float = Field(0.0, ge=0.0, le=2.0, allow_inf_nan=False)
     api_base: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1, le=1_000_000)
     extra: dict[str, Any] = Field(default_factory=dict)
     # This role's reply cap; None uses the run's --max-reply-chars.
     max_reply_chars: int | None = Field(default=None, ge=100)
@@ -109,6 +127,7 @@ class RunConfig(BaseModel):
     strategy: str = "spo"
     # None: a new run draws a random seed and stores it in the workspace; a resume reuses it.
     seed: int | None = None
+    structured: Structured = "auto"
     strategy_options: dict[str, Any] = Field(default_factory=dict)
 
     def role(self, role: str) -> RoleConfig:
@@ -163,6 +182,7 @@ class FileRole(BaseModel):
     model: str | None = None
     temperature: float | None = None
     api_base: str | None = None
+    max_tokens: int | None = None
     extra: dict[str, Any] | None = None
     max_reply_chars: int | None = None
 
@@ -198,6 +218,7 @@ class FileConfig(BaseModel):
     cache_dir: Path | None = None
     strategy: str | None = None
     seed: int | None = None
+    structured: Structured | None = None
 
 
 def user_config_path() -> Path:
@@ -262,6 +283,7 @@ _ENV_SCALARS = {
     "cache_dir": "PROMPTOPT_CACHE_DIR",
     "strategy": "PROMPTOPT_STRATEGY",
     "seed": "PROMPTOPT_SEED",
+    "structured": "PROMPTOPT_STRUCTURED",
 }
 
 
@@ -277,6 +299,7 @@ def _file_layer(fc: FileConfig) -> dict[str, Any]:
             "model": spec.model or fc.model,
             "temperature": spec.temperature,
             "api_base": spec.api_base or fc.api_base,
+            "max_tokens": spec.max_tokens,
             "extra": spec.extra,
             "max_reply_chars": spec.max_reply_chars,
         }
@@ -306,6 +329,7 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
             "model": env.get(f"PROMPTOPT_{short}_MODEL") or env.get("PROMPTOPT_MODEL"),
             "temperature": env.get(f"PROMPTOPT_{short}_TEMP"),
             "api_base": env.get(f"PROMPTOPT_{short}_API_BASE") or env.get("PROMPTOPT_API_BASE"),
+            "max_tokens": env.get(f"PROMPTOPT_{short}_MAX_TOKENS"),
         }
         layer[role] = {k: v for k, v in values.items() if v}
     return layer

@@ -211,8 +211,9 @@ def render_checks(checks: list[RoleCheck]) -> Any:
         tokens = f"{c.prompt_tokens}/{c.completion_tokens}" if c.prompt_tokens is not None else "–"
         table.add_row(c.role, safe_text(model), status, latency, tokens, _price(c))
     parts: list[Any] = [table, *notes]
-    if local.uses_local([c.model for c in checks]):
-        parts.append(Text(local.DEMO_NOTE, style="yellow"))
+    note = local.note([c.model for c in checks])
+    if note:
+        parts.append(Text(note, style="yellow"))
     return Group(*parts)
 
 

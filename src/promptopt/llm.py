@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from promptopt.cache import ResponseCache, cache_key
 from promptopt.config import RoleConfig, RunConfig
@@ -29,6 +29,9 @@ from promptopt.errors import (
 )
 from promptopt.records import RoleUsage
 from promptopt.secrets import configured_secrets, redact, redact_secrets
+
+if TYPE_CHECKING:
+    from promptopt.shapes import Shape
 
 Messages = list[dict[str, Any]]
 
@@ -55,11 +58,13 @@ class LLM(Protocol):
     `sample` distinguishes deliberate repeats of the same request (judge votes, optimizer
     retries): equal (role, messages, sample) may be answered from the cache. Sampled calls
     (temperature > 0) are also keyed by `run_seed`, which the engine sets to the run's own
-    seed: a resume replays them, a new run samples anew. Raises an `LLMError` subclass when
-    the call failed for good, `BudgetExceeded` before a call that would pass a budget.
-    `usage` holds running totals per role (and the last error of each), `warnings` what the
-    user should hear once (a cache that cannot write), `startup_seconds` the client's one-time
-    start-up (importing litellm), which round timings leave out.
+    seed: a resume replays them, a new run samples anew. `shape` says which tagged reply the
+    caller will parse: a client may constrain the model to it (a grammar, a JSON schema) but
+    always returns text in that tag format. Raises an `LLMError` subclass when the call failed
+    for good, `BudgetExceeded` before a call that would pass a budget. `usage` holds running
+    totals per role (and the last error of each), `warnings` what the user should hear once (a
+    cache that cannot write), `startup_seconds` the client's one-time start-up (importing
+    litellm), which round timings leave out.
     """
 
     usage: Ledger
@@ -67,7 +72,9 @@ class LLM(Protocol):
     warnings: list[str]
     startup_seconds: float
 
-    async def complete(self, role: str, messages: Messages, *, sample: int = 0) -> Completion: ...
+    async def complete(
+        self, role: str, messages: Messages, *, sample: int = 0, shape: Shape | None = None
+    ) -> Completion: ...
 
 
 @dataclass
@@ -301,6 +308,7 @@ class LiteLLMClient:
         self._failures_in_a_row = 0
         self._stopped: LLMError | None = None
         self._deadline_at = time.monotonic() + config.deadline if config.deadline else None
+        self._schema: dict[str, bool] = {}
         self.startup_seconds = 0.0
 
     def _lib(self) -> Any:
@@ -315,11 +323,19 @@ class LiteLLMClient:
             self.startup_seconds += time.perf_counter() - started
         return self._litellm
 
-    def _kwargs(self, role: RoleConfig) -> dict[str, Any]:
-        """Sampling parameters and api_base: what the cache key may see (litellm is not imported)."""
+    def _kwargs(self, role: RoleConfig, name: str = "", shape: Shape | None = None) -> dict[str, Any]:
+        """Sampling parameters, reply cap and constraint, api_base: what the cache key may see."""
+        from promptopt import local
+
         kwargs: dict[str, Any] = {"temperature": role.temperature, **role.extra}
+        if role.max_tokens is not None:
+            kwargs["max_tokens"] = role.max_tokens
+        elif "max_tokens" not in kwargs and (cap := local.default_max_tokens(role.model, name)):
+            kwargs["max_tokens"] = cap
         if role.api_base:
             kwargs["api_base"] = role.api_base
+        if shape is not None:
+            kwargs.update(self._constraint(role, shape))
         return kwargs
 
     def _key(self, cfg: RoleConfig, messages: Messages, kwargs: dict[str, Any], sample: int) -> str:
@@ -343,6 +359,23 @@ class LiteLLMClient:
         if memo not in self._endpoints:
             self._endpoints[memo] = effective_api_base(cfg.model, cfg.api_base) or served_file(cfg.model)
         return self._endpoints[memo]
+
+    def _constraint(self, role: RoleConfig, shape: Shape) -> dict[str, Any]:
+        """How this role's model is held to `shape`: a grammar in-process, else response_format where
+        supported (or forced with structured=on), else nothing (plain tags, as the prompts ask)."""
+        from promptopt import local
+
+        mode = self.config.structured
+        if local.uses_local([role.model]):
+            # The in-process model stops right after the closing tag it was asked for.
+            return {"stop": shape.stop} if mode == "off" else {"grammar": shape.gbnf(), "stop": shape.stop}
+        if mode == "off" or "response_format" in role.extra:
+            return {}
+        if role.model not in self._schema:
+            self._schema[role.model] = _supports_schema(self._lib(), role.model)
+        if mode == "on" or self._schema[role.model]:
+            return {"response_format": shape.response_format()}
+        return {}
 
     def _call_kwargs(self, role_name: str, role: RoleConfig, kwargs: dict[str, Any]) -> dict[str, Any]:
         if role_name in self._api_keys:
@@ -393,9 +426,15 @@ class LiteLLMClient:
             if self.on_warning is not None:
                 self.on_warning(message)
 
-    async def complete(self, role: str, messages: Messages, *, sample: int = 0) -> Completion:
+    async def complete(
+        self, role: str, messages: Messages, *, sample: int = 0, shape: Shape | None = None
+    ) -> Completion:
         cfg = self.config.role(role)
-        kwargs = self._kwargs(cfg)
+        kwargs = self._kwargs(cfg, role, shape)
+        if "seed" not in kwargs and _local_model(cfg.model):
+            # llama.cpp reseeds from its saved state on a prefix-cache hit: without a seed per
+            # sample, repeated votes on the same comparison would come out identical.
+            kwargs["seed"] = ((self.run_seed or 0) * 100_003 + sample) % 2**31
         key = self._key(cfg, messages, kwargs, sample)
         if self.cache is not None:
             hit = self.cache.get(key)
@@ -424,7 +463,7 @@ class LiteLLMClient:
         try:
             async with self._semaphore:
                 self._check_deadline()
-                done = await self._call_with_retries(role, cfg, messages, kwargs)
+                done = await self._call_with_retries(role, cfg, messages, kwargs, shape)
             actual = done.cost_usd
         except LLMError as exc:
             self._failed(role, exc)
@@ -480,7 +519,7 @@ class LiteLLMClient:
         return cfg.max_reply_chars or self.config.max_reply_chars
 
     async def _call_with_retries(
-        self, role: str, cfg: RoleConfig, messages: Messages, kwargs: dict[str, Any]
+        self, role: str, cfg: RoleConfig, messages: Messages, kwargs: dict[str, Any], shape: Shape | None = None
     ) -> Completion:
         litellm = self._lib()
         kwargs = self._call_kwargs(role, cfg, kwargs)
@@ -511,6 +550,8 @@ class LiteLLMClient:
                         f"{role} model {cfg.model}: reply of {len(text):,} characters is over the limit of "
                         f"{limit:,} (--max-reply-chars); not stored"
                     )
+                if shape is not None:  # the engine reads tags, whatever the model was held to
+                    text = shape.close(shape.to_tags(text) if "response_format" in kwargs else text)
                 # A reply quoting a configured key must not reach the cache, results.json or a screen.
                 secrets = configured_secrets(extra=self._api_keys.values(), words=False)
                 text = redact_secrets(text, secrets)
@@ -593,6 +634,25 @@ def response_cost(litellm: Any, response: Any, model: str, prompt: int, completi
         return float(litellm.completion_cost(completion_response=response)), True
     except Exception:  # fall back to the model name, then to "no price"
         return token_cost(litellm, model, prompt, completion)
+
+
+def _local_model(model: str) -> bool:
+    from promptopt import local
+
+    return local.uses_local([model])
+
+
+_SCHEMA_PROVIDERS = ("ollama", "ollama_chat", "hosted_vllm", "lm_studio")
+
+
+def _supports_schema(litellm: Any, model: str) -> bool:
+    """litellm says the model takes a JSON schema, or its server always does (Ollama, vLLM)."""
+    try:
+        if model.split("/", 1)[0] in _SCHEMA_PROVIDERS:
+            return True
+        return bool(litellm.supports_response_schema(model=model))
+    except Exception:  # a model litellm does not know: no schema
+        return False
 
 
 def _provider_key_present(litellm: Any, model: str) -> bool:

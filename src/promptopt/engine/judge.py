@@ -16,6 +16,7 @@ from promptopt.engine.parse import extract_tag, parse_choice
 from promptopt.errors import LLMError
 from promptopt.llm import LLM
 from promptopt.records import AnswerRecord, VoteRecord
+from promptopt.shapes import JUDGE
 
 FAILED = "(no answer: the model call failed)"
 
@@ -76,7 +77,7 @@ async def _vote(llm: LLM, comparison: Comparison, index: int, sample: int) -> Vo
     swapped = index % 2 == 1
     vote = VoteRecord(winner="abstain", swapped=swapped, pair=index // 2, question=comparison.question)
     try:
-        reply = await llm.complete("evaluator", comparison.messages(swapped), sample=sample)
+        reply = await llm.complete("evaluator", comparison.messages(swapped), sample=sample, shape=JUDGE)
     except LLMError as exc:
         if not exc.retryable:
             raise

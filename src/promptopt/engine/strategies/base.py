@@ -22,9 +22,11 @@ from promptopt.engine.acceptance import Acceptance
 from promptopt.engine.context import RunContext
 from promptopt.engine.execute import execute
 from promptopt.engine.judge import answer_text
+from promptopt.engine.leak import Leak, find_leak
 from promptopt.engine.parse import extract_tag, parse_prompt
 from promptopt.errors import ConfigError, LLMError
 from promptopt.records import AnswerRecord, RoundRecord, best_round
+from promptopt.shapes import OPTIMIZER, Shape
 
 
 @dataclass
@@ -34,6 +36,12 @@ class Proposal:
     modification: str | None = None
     error: str | None = None
     attempts: int = 0
+    leak: Leak | None = None
+
+    @property
+    def verdict(self) -> str:
+        """How a round without a prompt ends: 'rejected' when the candidates leaked examples."""
+        return "rejected" if self.leak is not None else "failed"
 
 
 @dataclass
@@ -196,9 +204,11 @@ class Strategy(ABC):
         slot: int = 0,
         parse: Callable[[str], str | None] = parse_prompt,
         what: str = "<prompt>",
+        shape: Shape = OPTIMIZER,
     ) -> Proposal:
         """Ask the optimizer for a <prompt> (or what `parse` extracts); retry (bounded) on a
-        missing, empty or unchanged one.
+        missing, empty or unchanged one. A candidate that copies an example question or reference
+        answer (engine/leak.py) is sent back once with a note; a second leak rejects the proposal.
 
         The cache sample is keyed by round, slot and attempt: a round that repeats an earlier
         round's request still gets a fresh candidate, and a resumed round gets the same one.
@@ -206,29 +216,50 @@ class Strategy(ABC):
         attempts = self.ctx.config.optimizer_attempts
         last_error = "no reply"
         analysis = modification = None
-        for attempt in range(attempts):
+        warned: Leak | None = None
+        attempt = calls = 0
+        while attempt < attempts:
             try:
                 sample = number * 1000 + slot * 10 + attempt
-                reply = await self.ctx.llm.complete("optimizer", messages, sample=sample)
+                calls += 1
+                reply = await self.ctx.llm.complete("optimizer", messages, sample=sample, shape=shape)
             except LLMError as exc:
                 if not exc.retryable:
                     raise
                 # The client already retried the transport --max-attempts times: asking again for
                 # a better-formed reply would multiply them. Format retries are for bad replies only.
-                return Proposal(None, analysis, modification, error=str(exc), attempts=attempt + 1)
+                return Proposal(None, analysis, modification, error=str(exc), attempts=calls)
             analysis = extract_tag(reply.text, "analyse") or extract_tag(reply.text, "analysis")
             modification = extract_tag(reply.text, "modification")
             prompt = parse(reply.text)
+            attempt += 1
             if prompt is None:
                 last_error = f"reply had no usable {what}"
                 continue
             if unchanged is not None and " ".join(prompt.split()) == " ".join(unchanged.split()):
                 last_error = "reply repeated the current text unchanged"
                 continue
-            return Proposal(prompt, analysis, modification, attempts=attempt + 1)
+            leak = self.leak(prompt, unchanged)
+            if leak is not None and warned is None:
+                # One more ask with a note, outside the attempt budget (its messages differ, so
+                # the same cache sample is a different request).
+                warned, attempt = leak, attempt - 1
+                note = prompts.render("leak_note", source=leak.source, excerpt=leak.excerpt)
+                messages = [*messages, {"role": "assistant", "content": reply.text}, {"role": "user", "content": note}]
+                continue
+            if leak is not None:
+                error = f"{leak.describe()}, again after a reminder"
+                return Proposal(None, analysis, modification, error=error, attempts=calls, leak=leak)
+            return Proposal(prompt, analysis, modification, attempts=calls)
         return Proposal(
-            None, analysis, modification, error=f"optimizer: {last_error} ({attempts} attempts)", attempts=attempts
+            None, analysis, modification, error=f"optimizer: {last_error} ({calls} attempts)", attempts=calls
         )
+
+    def leak(self, candidate: str, current: str | None) -> Leak | None:
+        """Whether `candidate` copies an example question or reference answer (see engine/leak.py)."""
+        t = self.ctx.template
+        allowed = [t.prompt, t.requirements, current or ""]
+        return find_leak(candidate, self.ctx.questions, t.golden, allowed)
 
 
 @dataclass

@@ -35,6 +35,7 @@ from promptopt.engine.strategies.base import (
     require_answers,
 )
 from promptopt.records import AnswerRecord, RoundRecord
+from promptopt.shapes import SENTENCE, STRUCTURED_PROMPT
 
 INITIAL_WEIGHT = 1.0
 STRUCTURED = "structured prompt: task type, description, output format, reasoning steps, tips"
@@ -192,7 +193,7 @@ class DualPhase(Strategy):
     async def first_round(self) -> RoundRecord:
         events, t = self.ctx.events, self.ctx.template
         events.phase(1, "optimize")
-        proposal = await self.propose(self.init_messages(), 1)
+        proposal = await self.propose(self.init_messages(), 1, shape=STRUCTURED_PROMPT)
         prompt = proposal.prompt or t.prompt
         error = None if proposal.prompt else f"{proposal.error}; round 1 keeps your prompt"
         events.phase(1, "execute")
@@ -278,7 +279,9 @@ class DualPhase(Strategy):
 
     async def propose_sentence(self, messages: list[dict[str, str]], number: int, old: str) -> Proposal:
         """`propose` for a <sentence> reply."""
-        return await self.propose(messages, number, unchanged=old, parse=parse_sentence, what="<sentence>")
+        return await self.propose(
+            messages, number, unchanged=old, parse=parse_sentence, what="<sentence>", shape=SENTENCE
+        )
 
     async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord:
         events = self.ctx.events

@@ -43,7 +43,8 @@ class SPO(Strategy):
             round=number, base_round=base.round, analysis=proposal.analysis, modification=proposal.modification
         )
         if proposal.prompt is None:
-            return record.model_copy(update={"verdict": "failed", "error": proposal.error})
+            state = {"leak": proposal.leak.as_dict()} if proposal.leak else {}
+            return record.model_copy(update={"verdict": proposal.verdict, "error": proposal.error, "state": state})
         record.prompt = proposal.prompt
         events.phase(number, "execute")
         record.answers = await execute(self.ctx.llm, proposal.prompt, self.ctx.questions)
