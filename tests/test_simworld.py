@@ -161,6 +161,8 @@ def test_a_judge_whose_errors_persist_per_answer_is_modelled(tmp_path: Path) -> 
     # An opinionated judge perceives each answer off by its own persistent error.
     world = SimWorld(Good(), seed=2, params=Params(opinion=0.2))
     assert world.perceived(START, "q1") == world.perceived(START, "q1") != world.params.start
+    # Held-out questions reach the template (the gate judges them too).
+    assert len(parse_template(template_text(3, 9), "sim.yaml").holdout) == 9
 
 
 # --- the claims over many runs -----------------------------------------------------------

@@ -36,6 +36,7 @@ def judge_models() -> dict[str, tuple[Any, Any, str]]:
         "blind": (Blind(), Params(), "a coin flip"),
         "biased": (Biased(0.5, Good()), Params(), 'says "A" half the time, otherwise judges as `good`'),
         "biased-coin": (Biased(0.5, Blind(), name="biased-coin"), Params(), 'says "A" half the time, otherwise a coin'),
+        "position": (Biased(1.0, Blind(), name="position"), Params(), 'always says "A"'),
         "good": (Good(), Params(), "errs only on close calls: P(right) = 0.5 + 0.5·min(1, |gap|/0.1)"),
         "noisy": (Noisy(), Params(), "logistic in the gap: P(B) = 1/(1 + exp(-gap/0.05))"),
         "blind-sticky": (Blind(), Params(sticky=True), "a coin, the same vote for the same request (temperature 0)"),
@@ -46,21 +47,23 @@ def judge_models() -> dict[str, tuple[Any, Any, str]]:
 RULES: dict[str, dict[str, Any]] = {
     "today": {"accept": "majority", "confirm": False},  # SPO's rule, promptopt's before issue 12
     "majority+gate": {"accept": "majority"},
-    "paired, no gate": {"confirm": False},
+    "paired-no-gate": {"confirm": False},
     "defaults": {},  # paired screen + confirmation gate
 }
 
 
-def work(cell: Cell, seeds: range, root: str, questions: int, rounds: int, votes: int) -> tuple[Cell, list[Any], float]:
+def work(
+    cell: Cell, seeds: range, root: str, questions: int, holdout: int, rounds: int, votes: int
+) -> tuple[Cell, list[Any], float]:
     """One chunk of runs, in a worker process (fsync skipped: the figures are error rates, not speed)."""
     from promptopt.testing.simworld import simulate
 
     os.fsync = lambda fd: None  # this worker only
     judge, params, _ = judge_models()[cell.judge]
     config = {**RULES[cell.rule], "votes": votes, "max_votes": max(12, votes)}
-    folder = Path(root) / f"{cell.judge}-{cell.rule.replace(' ', '').replace(',', '-')}"
+    folder = Path(root) / f"{cell.judge}-{cell.rule}"
     start = time.perf_counter()
-    runs = [simulate(judge, s, folder, questions, rounds, params, **config) for s in seeds]
+    runs = [simulate(judge, s, folder, questions, rounds, params, holdout, **config) for s in seeds]
     return cell, runs, time.perf_counter() - start
 
 
@@ -83,7 +86,7 @@ def cell_report(runs: list[Any], seconds: float) -> dict[str, Any]:
         "judge_calls_per_round_with_gate": round(s.calls_per_round_all, 3),
         "judge_calls_per_run": round(s.calls_per_run, 2),
         "gate_calls_per_run": round(sum(r.gate_votes for r in runs) / len(runs), 2),
-        "confirmed_share": round(sum(r.reported_round != 1 for r in runs) / len(runs), 4),
+        "new_prompt_share": round(sum(r.reported_round != 1 for r in runs) / len(runs), 4),
         "cpu_seconds": round(seconds, 1),
     }
 
@@ -95,7 +98,11 @@ def run_judging(ctx: Context) -> None:
     unknown = [n for n in names if n not in models]
     if unknown:
         raise SystemExit(f"--sim-judges: unknown {', '.join(unknown)} (choose from {', '.join(models)})")
-    cells = [Cell(j, r) for j in names for r in RULES]
+    rules = [n.strip() for n in args.sim_rules.split(",")] if args.sim_rules else list(RULES)
+    unknown = [n for n in rules if n not in RULES]
+    if unknown:
+        raise SystemExit(f"--sim-rules: unknown {', '.join(unknown)} (choose from {', '.join(RULES)})")
+    cells = [Cell(j, r) for j in names for r in rules]
     chunk = 50
     results: dict[Cell, tuple[list[Any], float]] = {c: ([], 0.0) for c in cells}
     started = time.perf_counter()
@@ -107,6 +114,7 @@ def run_judging(ctx: Context) -> None:
                 range(a, min(a + chunk, args.sim_runs)),
                 str(ctx.root / "sim"),
                 args.questions,
+                args.sim_holdout,
                 args.rounds,
                 args.votes,
             )
@@ -121,6 +129,7 @@ def run_judging(ctx: Context) -> None:
     report = {
         "runs_per_cell": args.sim_runs,
         "questions": args.questions,
+        "holdout": args.sim_holdout,
         "rounds": args.rounds,
         "votes": args.votes,
         "workers": args.sim_workers,
@@ -135,7 +144,9 @@ def run_judging(ctx: Context) -> None:
 def print_table(con: Any, report: dict[str, Any]) -> None:
     table = Table(
         title=f"judging in a simulated world: {report['runs_per_cell']} runs per cell, {report['rounds']} rounds, "
-        f"{report['questions']} questions ({report['wall_seconds']:.0f} s on {report['workers']} workers)",
+        f"{report['questions']} questions"
+        + (f" + {report['holdout']} held-out" if report["holdout"] else "")
+        + f" ({report['wall_seconds']:.0f} s on {report['workers']} workers)",
         title_justify="left",
     )
     for col in ("judge", "rule", "worse than start (95% CI)", "final", "oracle", "judge calls/round", "+gate", "/run"):
@@ -157,7 +168,11 @@ def print_table(con: Any, report: dict[str, Any]) -> None:
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sim-runs", type=int, default=200, help="seeded runs per judge × rule for `judging` (200)")
+    parser.add_argument(
+        "--sim-holdout", type=int, default=0, help="held-out questions (the gate's) for `judging` (default 0)"
+    )
     parser.add_argument("--sim-judges", default="", help="judge models for `judging`, comma-separated (all)")
+    parser.add_argument("--sim-rules", default="", help="rules for `judging`, comma-separated (all)")
     parser.add_argument(
         "--sim-workers", type=int, default=os.cpu_count() or 1, help="worker processes for `judging` (CPU count)"
     )
@@ -208,4 +223,5 @@ SCENARIO = Scenario(
     options=add_options,
     summary=summary_rows,
     counts=("sim_runs", "sim_workers"),
+    latencies=("sim_holdout",),  # must be ≥ 0
 )

@@ -234,9 +234,13 @@ class SimWorld:
 # --- one simulated run and a table of many -----------------------------------------------------
 
 
-def template_text(questions: int) -> str:
+def template_text(questions: int, holdout: int = 0) -> str:
+    """A template of `questions` questions, and `holdout` held-out ones (the confirmation gate's too)."""
     qa = "".join(f"  - question: Question {i + 1} of the simulated task\n" for i in range(questions))
-    return f"prompt: {START_PROMPT}\nrequirements: Accurate and clear.\nqa:\n{qa}"
+    held = "".join(f"  - question: Held-out question {i + 1}\n" for i in range(holdout))
+    return f"prompt: {START_PROMPT}\nrequirements: Accurate and clear.\nqa:\n{qa}" + (
+        f"holdout:\n{held}" if held else ""
+    )
 
 
 @dataclass
@@ -264,6 +268,7 @@ def simulate(
     questions: int = 3,
     rounds: int = 10,
     params: Params | None = None,
+    holdout: int = 0,
     **config: Any,
 ) -> SimRun:
     """One seeded run of `run_optimization` in the world (workspace `root/run-<seed>`), RunConfig(**config)."""
@@ -273,7 +278,7 @@ def simulate(
     from promptopt.workspace import Workspace
 
     world = SimWorld(judge, seed, params)
-    template = parse_template(template_text(questions), "sim.yaml")
+    template = parse_template(template_text(questions, holdout), "sim.yaml")
     cfg = RunConfig(max_rounds=rounds, seed=seed, **config)
     result = asyncio.run(run_optimization(template, cfg, world, Workspace(root, f"run-{seed}")))
     judged = [r for r in result.records if r.round > 1 and r.verdict in ("win", "lose")]
