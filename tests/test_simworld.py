@@ -174,16 +174,18 @@ def test_today_s_rule_reports_a_worse_prompt_under_a_blind_judge(many: Runs) -> 
     assert lower_bound(worse, len(runs)) > 0.05, f"{worse}/{len(runs)}"
 
 
-@pytest.mark.parametrize("judge", [Blind(), Biased(0.5, Good())], ids=["blind", "biased"])
-def test_a_judge_that_cannot_tell_rarely_makes_the_run_report_a_worse_prompt(many: Runs, judge: Judge) -> None:
-    runs = many(judge, 200)
+# Run counts: a true rate of 5% passes with probability ≤ 4%; the measured rates (1.2% blind, ~0%
+# biased, docs/benchmarks.md) pass with probability ≥ 98%, so a reshuffle of seeds rarely flips them.
+@pytest.mark.parametrize(("judge", "n"), [(Blind(), 300), (Biased(0.5, Good()), 150)], ids=["blind", "biased"])
+def test_a_judge_that_cannot_tell_rarely_makes_the_run_report_a_worse_prompt(many: Runs, judge: Judge, n: int) -> None:
+    runs = many(judge, n)
     worse = sum(r.worse for r in runs)
     assert upper_bound(worse, len(runs)) <= 0.05, f"{worse}/{len(runs)} runs report a prompt worse than yours"
 
 
 @pytest.mark.slow
 def test_a_judge_biased_to_a_that_otherwise_flips_a_coin_is_caught_too(many: Runs) -> None:
-    runs = many(Biased(0.5, Blind(), name="biased-coin"), 150)
+    runs = many(Biased(0.5, Blind(), name="biased-coin"), 200)
     worse = sum(r.worse for r in runs)
     assert upper_bound(worse, len(runs)) <= 0.05, f"{worse}/{len(runs)}"
 
@@ -199,7 +201,7 @@ def test_a_good_judge_keeps_the_gains_of_an_oracle_at_under_8_calls_per_round(ma
 
 
 def test_the_gate_is_what_catches_the_blind_judge(many: Runs) -> None:
-    runs = many(Blind(), 200)
+    runs = many(Blind(), 300)
     moved = [r for r in runs if r.best_round != 1]
-    assert len(moved) > 100  # the rounds' screen does accept candidates under a blind judge…
+    assert len(moved) > 150  # the rounds' screen does accept candidates under a blind judge…
     assert sum(r.reported_round != 1 for r in moved) <= 0.05 * len(moved)  # …the gate confirms few
