@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 RULES = ("paired", "majority")
 SCREEN_ALPHA = 0.25
-SPARE = 1
+SPARE = 2
 # A prompt judged against itself ties: the reference score of the current best.
 SELF_SCORE = 0.5
 

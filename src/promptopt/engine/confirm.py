@@ -119,14 +119,17 @@ async def confirm(strategy: Strategy, records: list[RoundRecord], best: RoundRec
     chosen = list(range(len(questions)))
     if len(chosen) > GATE_QUESTIONS:  # a seeded sample keeps the gate's cost bounded
         chosen = sorted(random.Random(ctx.seed).sample(chosen, GATE_QUESTIONS))
-    per_question = [judging.one_question(whole, i) for i in chosen]
-    looks = schedule(len(per_question))
+    looks = schedule(len(chosen))
     level: float = calibrated_level(ctx.config.alpha, looks)
     votes: list[VoteRecord] = []
     tally = Tally()
     passes = len(looks)
     for k in range(passes):
-        batch = await gather_ordered(judging.votes(ctx.llm, c, (2 * k, 2 * k + 1), SAMPLE_OFFSET) for c in per_question)
+        # Each pass in other words (judge.VIEWS): a judge fixed on the request text looks afresh.
+        batch = await gather_ordered(
+            judging.votes(ctx.llm, judging.one_question(whole, i, view=k), (2 * k, 2 * k + 1), SAMPLE_OFFSET)
+            for i in chosen
+        )
         votes += [v for pair in batch for v in pair]
         tally = Tally.of(votes)
         if tally.wins and tally.p_value <= level:
@@ -135,7 +138,7 @@ async def confirm(strategy: Strategy, records: list[RoundRecord], best: RoundRec
         if left <= 0 or not reachable(tally.wins, tally.losses, left, level):
             break
     ok = bool(tally.wins) and tally.p_value <= level
-    reason = f"{tally.text()} over {len(per_question)} questions, p={tally.p_value:.2g} (bar {level:.2g})"
+    reason = f"{tally.text()} over {len(chosen)} questions, p={tally.p_value:.2g} (bar {level:.2g})"
     update: dict[str, object] = {}
     best_acc, first_acc = strategy.acceptance.accuracy(then), strategy.acceptance.accuracy(first)
     if ok and best_acc is not None and first_acc is not None and best_acc < first_acc:

@@ -44,8 +44,16 @@ def comparison_block(
     return "\n\n".join(parts)
 
 
-def judge_messages(requirements: str, comparison: str) -> list[dict[str, str]]:
-    content = prompts.render("judge", requirements=requirements.strip() or "(none given)", comparison=comparison)
+# The same judging instructions in other words. The gate's repeated passes use the next one, so a
+# judge whose verdict is a fixed function of the request (temperature 0) gives a fresh look each pass
+# instead of a copy counted again as evidence.
+VIEWS = ("judge", "judge_view2", "judge_view3", "judge_view4")
+
+
+def judge_messages(requirements: str, comparison: str, view: int = 0) -> list[dict[str, str]]:
+    content = prompts.render(
+        VIEWS[view % len(VIEWS)], requirements=requirements.strip() or "(none given)", comparison=comparison
+    )
     return [{"role": "user", "content": content}]
 
 
@@ -59,17 +67,20 @@ class Comparison:
     base: Sequence[AnswerRecord]
     candidate: Sequence[AnswerRecord]
     question: int | None = None  # set when this compares one question alone (its index)
+    view: int = 0  # which wording of the judging instructions (VIEWS)
 
     def messages(self, swapped: bool) -> list[dict[str, str]]:
         first, second = (self.candidate, self.base) if swapped else (self.base, self.candidate)
-        return judge_messages(self.requirements, comparison_block(self.questions, self.golden, first, second))
+        return judge_messages(
+            self.requirements, comparison_block(self.questions, self.golden, first, second), self.view
+        )
 
 
-def one_question(comparison: Comparison, index: int) -> Comparison:
-    """The comparison of question `index` alone (for judging per question)."""
+def one_question(comparison: Comparison, index: int, view: int = 0) -> Comparison:
+    """The comparison of question `index` alone (for judging per question), in wording `view`."""
     c = comparison
     return Comparison(
-        c.requirements, [c.questions[index]], [c.golden[index]], [c.base[index]], [c.candidate[index]], index
+        c.requirements, [c.questions[index]], [c.golden[index]], [c.base[index]], [c.candidate[index]], index, view
     )
 
 
