@@ -279,6 +279,10 @@ def judged_run(llama_server: str, tmp_path_factory: pytest.TempPathFactory) -> I
             "300",
             "--concurrency",
             "2",
+            # SPO's fixed four votes: these tests pin how a real judge's replies are read, not the rule.
+            "--accept",
+            "majority",
+            "--no-confirm",
             "--json",
         )
         seconds = time.perf_counter() - started
@@ -533,7 +537,8 @@ def test_qwen_short_optimize(tmp_path: Path) -> None:
     (cli.cwd / "promptopt.yaml").write_text("executor:\n  max_tokens: 32\noptimizer:\n  max_tokens: 200\n")
     (cli.cwd / "Sums.yaml").write_text(SUMS, encoding="utf-8")
     started = time.perf_counter()
-    done = cli("optimize", "-t", "Sums.yaml", "--model", QWEN, "--max-rounds", "2", "--votes", "2", "--json")
+    flags = ["--max-rounds", "2", "--votes", "2", "--accept", "majority", "--no-confirm", "--json"]  # short
+    done = cli("optimize", "-t", "Sums.yaml", "--model", QWEN, *flags)
     seconds = time.perf_counter() - started
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr[-3000:]
