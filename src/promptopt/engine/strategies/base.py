@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -29,6 +29,9 @@ from promptopt.llm import LLM
 from promptopt.records import AnswerRecord, RoundRecord, best_round
 from promptopt.template import Template
 
+if TYPE_CHECKING:
+    from promptopt.engine.speculate import Speculation
+
 
 @dataclass
 class RunContext:
@@ -41,6 +44,8 @@ class RunContext:
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     # The run's own seed (stored in the workspace); strategies derive per-round draws from it.
     seed: int = 0
+    # With --speculate: runs the next round's optimizer calls ahead (then `llm` is the same object).
+    speculation: Speculation | None = None
 
     @property
     def questions(self) -> list[str]:
@@ -112,6 +117,8 @@ class Strategy(ABC):
     """
 
     name: ClassVar[str] = ""
+    # Whether --speculate can write its next round's candidate before this round's verdict (`judging`).
+    speculates: ClassVar[bool] = True
     # The strategy's options: defaults, bounds and help text in one pydantic model.
     Options: ClassVar[type[BaseModel]] = NoOptions
     # Older flags that set an option (flag → option name), e.g. GPO's --top-k.
@@ -147,6 +154,11 @@ class Strategy(ABC):
         """A reason to stop before --max-rounds (e.g. converged), or None."""
         return None
 
+    def ahead_calls(self) -> int:
+        """Optimizer calls --speculate writes ahead per judged round that its verdict then discards
+        (one for the branch not taken); for --dry-run."""
+        return 1 if self.speculates and self.round_calls(first=False).comparisons else 0
+
     @classmethod
     def parse_options(cls, raw: Mapping[str, Any]) -> BaseModel:
         """The strategy's options from `RunConfig.strategy_options`; one line naming the option on error."""
@@ -176,6 +188,26 @@ class Strategy(ABC):
         return prompts.render(name, **values)
 
     # --- shared behaviour -----------------------------------------------------------------
+    def judging(self, number: int, branches: Callable[[], list[list[RoundRecord]]]) -> None:
+        """Round `number` starts judging its candidate (a strategy calls this instead of the phase event).
+
+        With --speculate, round number+1 starts writing its candidate now, for each history in
+        `branches()`: the committed history round number+1 would see after a verdict whose next
+        request is known exactly. A history that would stop the run is skipped. (speculate.py)
+        """
+        self.ctx.events.phase(number, "judge")
+        speculation = self.ctx.speculation
+        if speculation is None or number >= self.ctx.config.max_rounds:
+            return
+        live = [h for h in branches() if self.should_stop(h) is None]
+        speculation.start(self, number + 1, live, keep_calls=self.acceptance.rule.most())
+
+    @staticmethod
+    def verdicts(history: list[RoundRecord], record: RoundRecord) -> list[list[RoundRecord]]:
+        """The two histories after a win/lose verdict on `record`, for strategies whose next round
+        depends on nothing else (its votes and score do not reach the next optimizer request)."""
+        return [[*history, record.model_copy(update={"succeed": won})] for won in (True, False)]
+
     def initial_prompt(self) -> str:
         return self.ctx.template.prompt
 

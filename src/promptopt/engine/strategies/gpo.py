@@ -267,6 +267,9 @@ class Draft:
 @register
 class GPO(Strategy):
     name = "gpo"
+    # Its next request shows every scored prompt with a rating fitted to all votes, this round's
+    # included (with a metric there is no judge phase to overlap): nothing is known before the votes.
+    speculates = False
     Options = GPOOptions
     flags: ClassVar[dict[str, str]] = {
         "--retrieval": "retrieval",

@@ -51,7 +51,7 @@ class SPO(Strategy):
             record.verdict = "failed"
             record.error = "every execution of the candidate failed"
             return record
-        events.phase(number, "judge")
+        self.judging(number, lambda: self.verdicts(history, record))
         decision = await self.acceptance.decide(base.answers, record.answers, rule="spo")
         record.votes = decision.votes
         record.succeed = decision.accepted
