@@ -119,3 +119,54 @@ def test_speculation_replays_the_same_run_round_by_round(tmp_path: Path, strateg
     assert len(ahead.keys) - len(plain.keys) == fast.speculation.wasted > 0
     # The run's usage counts the wasted calls; the rounds' usage is the plain run's.
     assert fast.calls == slow.calls + fast.speculation.wasted
+
+
+def calls_of(llm: KeyedLLM) -> int:
+    return len(llm.keys)
+
+
+@pytest.mark.parametrize("spare", [0, 40])
+def test_a_budget_sized_for_the_plain_run_completes_the_same_rounds(tmp_path: Path, spare: int) -> None:
+    """Calls are written ahead only when the budget still covers the rest of the run at its most:
+    a refused call ahead does not stop the run early, and an allowed one costs it no round."""
+    plain = KeyedLLM()
+    run(plain, tmp_path, "plain", max_rounds=6)
+    need = calls_of(plain)
+    ahead = KeyedLLM(budget=Budget(max_calls=need + spare))
+    result = run(ahead, tmp_path, "ahead", max_rounds=6, max_calls=need + spare, speculate=True)
+    assert result.stopped == "completed"
+    assert comparable(tmp_path / "plain") == comparable(tmp_path / "ahead")
+    assert calls_of(ahead) <= need + spare
+    assert result.speculation is not None
+    if spare:  # room for the worst case of the rest of the run: written ahead from the start
+        assert result.speculation.used > 0
+    else:  # no room to spare: nothing written ahead, nothing wasted
+        assert result.speculation.used == result.speculation.wasted == 0
+
+
+@pytest.mark.parametrize("limit", [14, 23, 30])
+def test_a_budget_stop_leaves_only_whole_rounds_of_the_plain_run(tmp_path: Path, limit: int) -> None:
+    plain = KeyedLLM(budget=Budget(max_calls=limit))
+    slow = run(plain, tmp_path, "plain", max_rounds=10, max_calls=limit)
+    ahead = KeyedLLM(budget=Budget(max_calls=limit))
+    fast = run(ahead, tmp_path, "ahead", max_rounds=10, max_calls=limit, speculate=True)
+    assert slow.stopped == fast.stopped == "budget"
+    assert comparable(tmp_path / "plain") == comparable(tmp_path / "ahead")
+    rounds = [r["round"] for r in comparable(tmp_path / "ahead")]
+    on_disk = sorted(int(p.name.split("_")[1]) for p in (tmp_path / "ahead/prompts").glob("round_*"))
+    assert on_disk == rounds  # no folder of a round that was not committed
+    assert calls_of(ahead) <= limit
+
+
+def test_budget_refusal_keeps_room_for_what_the_run_still_needs() -> None:
+    budget = Budget(max_calls=10)
+    for _ in range(5):
+        budget.reserve(0.0)
+    with pytest.raises(BudgetExceeded):
+        budget.reserve(0.0, keep_calls=5)  # 5 + 1 + 5 > 10
+    budget.reserve(0.0, keep_calls=4)
+    assert budget.started == 6
+    usd = Budget(max_usd=1.0)
+    usd.reserve(0.5)
+    with pytest.raises(BudgetExceeded):
+        usd.reserve(0.1, keep_usd=0.45)

@@ -76,11 +76,13 @@ class AheadCall:
     """Marks a call made ahead of need (--speculate, engine/speculate.py) inside its own task.
 
     Its usage goes to `ledger` (the round that uses the reply takes it over later), and a budget
-    keeps room for `keep_calls` more calls (the judge votes the current round may still need).
+    makes it only if `keep_calls` more calls and `keep_usd` more dollars still fit after it (what
+    the rest of the run may need).
     """
 
     ledger: Ledger
     keep_calls: int = 0
+    keep_usd: float = 0.0
 
 
 AHEAD: ContextVar[AheadCall | None] = ContextVar("promptopt_ahead", default=None)
@@ -170,11 +172,10 @@ class Budget:
         self.spent = 0.0
         self.reserved = 0.0
 
-    def reserve(self, estimate_usd: float, keep_calls: int = 0) -> None:
-        """Count a call before it is made; `keep_calls` more (each ~`estimate_usd`) must still fit after it."""
+    def reserve(self, estimate_usd: float, keep_calls: int = 0, keep_usd: float = 0.0) -> None:
+        """Count a call before it is made; `keep_calls` more calls and `keep_usd` must still fit after it."""
         if self.max_calls is not None and self.started + 1 + keep_calls > self.max_calls:
             raise BudgetExceeded(f"--max-calls {self.max_calls} reached")
-        keep_usd = keep_calls * estimate_usd
         if self.max_usd is not None and self.spent + self.reserved + estimate_usd + keep_usd > self.max_usd:
             raise BudgetExceeded(
                 f"--budget-usd {self.max_usd:g} reached (spent ${self.spent:.4f}, next call ~${estimate_usd:.4f})"
@@ -459,7 +460,10 @@ class LiteLLMClient:
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
         estimate = self.estimate_cost(role, messages) if self.budget.max_usd is not None else 0.0
         ahead = AHEAD.get()
-        self.budget.reserve(estimate, keep_calls=ahead.keep_calls if ahead is not None else 0)
+        if ahead is None:
+            self.budget.reserve(estimate)
+        else:
+            self.budget.reserve(estimate, ahead.keep_calls, ahead.keep_usd)
         actual = 0.0
         try:
             async with self._semaphore:

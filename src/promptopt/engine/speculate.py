@@ -13,11 +13,13 @@ ahead, awaiting it if it is still in flight, instead of paying for it twice. Dec
 workspace are the same as without --speculate by construction: only replies move earlier in time.
 
 A reply made ahead is in the response cache like any other, so a resume after kill -9 pays for none
-of them again. A call made ahead is counted by the budget before it is made, keeping room for the
-current round's judge votes; one the budget refuses is simply not made (the round makes it later,
-or meets the budget itself). Usage: a call made ahead goes to a ledger of its own, which the round
-that uses its reply takes over (its usage shows it); what no round used is wasted, and is added to
-the run's usage when the run ends.
+of them again. A call made ahead is counted by the budget before it is made, and made only if the
+budget still covers everything the rest of the run may ask for (`still_needed`); one it refuses is
+simply not made (the round makes it later, as it would have).
+
+Usage: a call made ahead goes to a ledger of its own, which the round that uses its reply takes
+over (its usage shows it); what no round used is wasted, and is added to the run's usage when the
+run ends.
 """
 
 from __future__ import annotations
@@ -130,10 +132,11 @@ class Speculation:
         return await self.llm.complete(role, messages, sample=sample)
 
     # --- running ahead ----------------------------------------------------------------------
-    def start(self, strategy: Strategy, number: int, histories: list[list[RoundRecord]], keep_calls: int) -> None:
+    def start(self, strategy: Strategy, number: int, histories: list[list[RoundRecord]]) -> None:
         """Run round `number`'s step ahead on each history, in the background, until its first non-optimizer call."""
+        keep = still_needed(strategy, number - 1) if histories else (0, 0.0)
         for history in histories:
-            view = _View(self, keep_calls)
+            view = _View(self, keep)
             ctx = dataclasses.replace(strategy.ctx, llm=view, events=Events(), speculation=None)
             copy = type(strategy)(ctx)
             task = asyncio.ensure_future(self._branch(copy.step(number, list(history))))
@@ -152,13 +155,13 @@ class Speculation:
             for task in self._branches.pop(n):
                 task.cancel()
 
-    async def fetch(self, role: str, messages: Messages, sample: int, keep_calls: int) -> Completion:
+    async def fetch(self, role: str, messages: Messages, sample: int, keep: tuple[int, float]) -> Completion:
         """A call made ahead, once per request (a second copy asking the same shares it)."""
         key = request_key(role, messages, sample)
         call = self._calls.get(key)
         if call is None:
             ledger = Ledger()
-            task = asyncio.ensure_future(self._call(AheadCall(ledger, keep_calls), role, messages, sample))
+            task = asyncio.ensure_future(self._call(AheadCall(ledger, *keep), role, messages, sample))
             call = self._calls[key] = _Call(task, ledger)
         return await asyncio.shield(call.task)
 
@@ -189,9 +192,9 @@ class Speculation:
 class _View:
     """What a strategy copy running ahead calls: optimizer calls are made ahead, anything else stops it."""
 
-    def __init__(self, owner: Speculation, keep_calls: int) -> None:
+    def __init__(self, owner: Speculation, keep: tuple[int, float]) -> None:
         self.owner = owner
-        self.keep_calls = keep_calls
+        self.keep = keep
         self.usage = Ledger()  # nothing is recorded here: calls made ahead keep their own ledgers
         self.run_seed = owner.run_seed
         self.warnings: list[str] = []
@@ -200,7 +203,30 @@ class _View:
     async def complete(self, role: str, messages: Messages, *, sample: int = 0) -> Completion:
         if role != "optimizer":
             raise StopAhead(role)
-        return await self.owner.fetch(role, messages, sample, self.keep_calls)
+        return await self.owner.fetch(role, messages, sample, self.keep)
+
+
+def still_needed(strategy: Strategy, judging: int) -> tuple[int, float]:
+    """(calls, USD) the run may still ask for while round `judging` is judged, at most: its judge votes,
+    every later round to --max-rounds (optimizer retries included) and the confirmation gate.
+
+    A call is written ahead only if the budget still covers this after it, so a run with a budget
+    completes the same rounds with --speculate as without (the USD side is as good as the estimate).
+    """
+    config = strategy.ctx.config
+    if config.max_calls is None and config.budget_usd is None:
+        return 0, 0.0
+    from promptopt.engine.estimate import estimate_run
+
+    rest = estimate_run(strategy.ctx.template, config.model_copy(update={"speculate": False}), [], judging + 1)
+    later = strategy.round_calls(first=False)
+    calls = (
+        rest.worst_calls
+        + later.comparisons * strategy.acceptance.rule.most()
+        + (config.optimizer_attempts - 1) * later.optimizer * len(rest.rounds)
+    )
+    usd = (rest.worst_cost_usd or 0.0) * calls / max(rest.worst_calls, 1)
+    return calls, usd
 
 
 def merge_usage(a: dict[str, RoleUsage], b: dict[str, RoleUsage]) -> dict[str, RoleUsage]:

@@ -200,7 +200,7 @@ class Strategy(ABC):
         if speculation is None or number >= self.ctx.config.max_rounds:
             return
         live = [h for h in branches() if self.should_stop(h) is None]
-        speculation.start(self, number + 1, live, keep_calls=self.acceptance.rule.most())
+        speculation.start(self, number + 1, live)
 
     @staticmethod
     def verdicts(history: list[RoundRecord], record: RoundRecord) -> list[list[RoundRecord]]:
