@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +14,21 @@ import pytest
 
 from promptopt.config import RunConfig
 from promptopt.engine.loop import run_optimization
-from promptopt.engine.speculate import Speculation
 from promptopt.errors import BudgetExceeded
 from promptopt.events import RecordingEvents
 from promptopt.llm import AHEAD, Budget, Completion, Ledger
 from promptopt.template import parse_template
+from promptopt.testing.stub_server import StubServer
 from promptopt.workspace import Workspace
 from tests.conftest import POEM
+from tests.test_reliability import assert_sound, body_hash, cli, wait_for
 
 TEMPLATE = parse_template(POEM, "Poem.yaml")
 # Round 1 of Dual-Phase asks for a structured prompt: several sentences to pick from.
 SENTENCES = (
-    "Read the request twice. Write vivid images only. Keep each line short and clear. Use one strong verb per line. "
-    "Prefer concrete nouns to abstract ones. Avoid cliches about the weather. Let the rhythm carry the mood. End with a twist."
+    "Read the request twice. Write vivid images only. Keep each line short and clear. "
+    "Use one strong verb per line. Prefer concrete nouns to abstract ones. "
+    "Avoid cliches about the weather. Let the rhythm carry the mood. End with a twist."
 )
 
 
@@ -68,9 +72,10 @@ class KeyedLLM:
         if role == "optimizer":
             words = SENTENCES.split(". ")
             tag = key[:6]
+            prompt = ". ".join(f"{w} {tag}" for w in words)
             return (
                 f"<analyse>a {tag}</analyse><modification>m {tag}</modification>"
-                f"<prompt>{'. '.join(w + ' ' + tag for w in words)}.</prompt><sentence>Say it as {tag} would.</sentence>"
+                f"<prompt>{prompt}.</prompt><sentence>Say it as {tag} would.</sentence>"
             )
         if role == "evaluator":
             # By the comparison shown, not the sample: a pair's two orders win, lose or tie it by
@@ -170,3 +175,147 @@ def test_budget_refusal_keeps_room_for_what_the_run_still_needs() -> None:
     usd.reserve(0.5)
     with pytest.raises(BudgetExceeded):
         usd.reserve(0.1, keep_usd=0.45)
+
+
+# --- the real litellm path: a stub server ---------------------------------------------------------
+
+
+def by_body(role: str, body: dict[str, Any]) -> str:
+    """Stub replies that depend on the request body alone (any order of calls gets the same ones)."""
+    h = digest(body["messages"])
+    if role == "judge":
+        return f"<analyse>ok</analyse><choose>{'AB'[int(h, 16) % 2]}</choose>"
+    if role == "optimizer":
+        return f"<analyse>a</analyse><modification>m</modification><prompt>Write a poem, version {h[:8]}.</prompt>"
+    return f"A poem {h[:8]}."
+
+
+def slow_judge(seconds: float) -> Any:
+    def responder(role: str, body: dict[str, Any]) -> str:
+        if role == "judge":
+            time.sleep(seconds)  # the stub's handler thread: judge calls take longer than the others
+        return by_body(role, body)
+
+    return responder
+
+
+def test_the_next_candidate_is_written_while_the_judge_votes(tmp_path: Path) -> None:
+    """Through litellm: round 3's optimizer request reaches the stub before round 2's last vote returns."""
+    from promptopt.api import load_config, optimize
+
+    with StubServer(latency=0.05, responder=slow_judge(0.3)) as stub:
+        flags = {"model": "openai/stub", "api_base": stub.url, "workspace": tmp_path, "name": "p", "max_rounds": 3}
+        config = load_config(**flags, accept="majority", confirm=False, speculate=True, cache_dir=tmp_path / "c")
+        result = optimize(TEMPLATE, config)
+        requests = stub.requests
+    judges = [r for r in requests if r["role"] == "judge"]
+    optimizers = [r for r in requests if r["role"] == "optimizer"]
+    assert len(optimizers) == 1 + 2  # round 2's, then round 3's for both verdicts (one wasted)
+    overlapping = [o for o in optimizers if any(j["t_start"] < o["t_start"] < j["t_end"] for j in judges)]
+    assert len(overlapping) == 2
+    assert result.speculation is not None and (result.speculation.used, result.speculation.wasted) == (1, 1)
+    assert result.calls == len(requests)  # the wasted call is counted as spent
+
+
+@pytest.mark.slow
+def test_sigkill_mid_speculation_then_rerun_repeats_no_returned_call(tmp_path: Path) -> None:
+    """Killed after round 3's candidates came back ahead but before round 2's verdict: the resumed run
+    commits nothing built on the unsaved verdict, and asks for no reply that had returned."""
+    here = tmp_path
+    with StubServer(latency=0.05, responder=slow_judge(1.0)) as stub:
+        args = ["optimize", "-t", "Poem", "-r", "4", "--speculate", "--accept", "majority", "--no-confirm"]
+        proc = cli(here, *args, "--model", "openai/stub", "--api-base", stub.url)
+
+        def ahead_returned() -> bool:
+            done = [r for r in stub.requests if r["role"] == "optimizer" and r["t_end"] is not None]
+            return len(done) >= 3  # round 2's own, then round 3's for both verdicts
+
+        wait_for(ahead_returned)
+        time.sleep(0.3)  # a reply has returned once the client has read it (and cached it)
+        judging = [r for r in stub.requests if r["role"] == "judge" and r["t_end"] is None]
+        killed_at = time.monotonic()  # the stub's clock
+        proc.kill()
+        proc.wait(10)
+        assert judging, "the kill was meant to land while round 2 was being judged"
+        first = stub.requests
+        finished = Counter(body_hash(r) for r in first if r["t_end"] is not None and r["t_end"] < killed_at - 0.3)
+        saved = json.loads((here / "workspace/Poem/prompts/results.json").read_text())
+        assert [r["round"] for r in saved] == [1]  # round 2's verdict was never saved: nothing after it
+        done = cli(here, *args, "--model", "openai/stub", "--api-base", stub.url)
+        _out, err = done.communicate(timeout=120)
+        assert done.returncode == 0, err
+        rerun = Counter(body_hash(r) for r in stub.requests[len(first) :])
+    with StubServer(responder=by_body) as fresh:
+        clean = cli(here, *args, "--model", "openai/stub", "--api-base", fresh.url, "--no-cache", "--name", "Clean")
+        assert clean.wait(120) == 0
+        once = Counter(body_hash(r) for r in fresh.requests)
+    over = {h: n for h, n in rerun.items() if n > once[h] - finished[h]}
+    roles = {body_hash(r): r["role"] for r in first + stub.requests}
+    assert over == {}, [(roles.get(h), n, once[h], finished[h]) for h, n in over.items()]
+    data = assert_sound(here / "workspace/Poem", [1, 2, 3, 4])
+    clean_data = json.loads((here / "workspace/Clean/prompts/results.json").read_text())
+    assert [(r["prompt"], r["succeed"]) for r in data] == [(r["prompt"], r["succeed"]) for r in clean_data]
+
+
+# --- flags, config, dry run and summary ---------------------------------------------------------
+
+
+def test_speculate_from_flag_env_and_config_file(tmp_path: Path) -> None:
+    from promptopt.config import resolve_config
+    from promptopt.errors import ConfigError
+
+    assert resolve_config({}, env={}, cwd=tmp_path).speculate is False
+    assert resolve_config({"speculate": True}, env={}, cwd=tmp_path).speculate is True
+    assert resolve_config({}, env={"PROMPTOPT_SPECULATE": "1"}, cwd=tmp_path).speculate is True
+    (tmp_path / "promptopt.yaml").write_text("speculate: true\n")
+    assert resolve_config({}, env={}, cwd=tmp_path).speculate is True
+    assert resolve_config({}, env={"PROMPTOPT_SPECULATE": "0"}, cwd=tmp_path).speculate is False
+    with pytest.raises(ConfigError, match="PROMPTOPT_SPECULATE='maybe'"):
+        resolve_config({}, env={"PROMPTOPT_SPECULATE": "maybe"}, cwd=tmp_path)
+
+
+def dry_run(tmp_path: Path, *args: str) -> dict[str, Any]:
+    from typer.testing import CliRunner
+
+    from promptopt.cli import app
+
+    (tmp_path / "Poem.yaml").write_text(POEM)
+    result = CliRunner().invoke(
+        app, ["optimize", "-t", str(tmp_path / "Poem.yaml"), "-w", str(tmp_path), "--dry-run", "--json", *args]
+    )
+    assert result.exit_code == 0, result.output
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def test_dry_run_counts_the_calls_written_ahead(tmp_path: Path) -> None:
+    plain = dry_run(tmp_path, "-r", "10")
+    ahead = dry_run(tmp_path, "-r", "10", "--speculate")
+    # Rounds 2–9 write round 3–10's candidate for both verdicts: one optimizer call each is wasted.
+    assert ahead["speculative_calls"] == 8
+    assert ahead["roles"]["optimizer"]["calls"] == plain["roles"]["optimizer"]["calls"] + 8
+    assert ahead["calls"] == plain["calls"] + 8 and ahead["worst_calls"] == plain["worst_calls"] + 8
+    assert plain["speculative_calls"] == 0
+    assert dry_run(tmp_path, "-r", "10", "--speculate", "-s", "gpo")["speculative_calls"] == 0
+    assert dry_run(tmp_path, "-r", "2", "--speculate")["speculative_calls"] == 0  # round 2 is the last
+
+
+def test_the_summary_says_how_many_calls_were_written_ahead(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from promptopt.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-stub")
+    runner = CliRunner()
+    with StubServer(latency=0.02, responder=slow_judge(0.1)) as stub:
+        args = ["optimize", "-t", "Poem", "-r", "4", "--speculate", "--accept", "majority", "--no-confirm"]
+        args += ["--model", "openai/stub", "--api-base", stub.url]
+        text = runner.invoke(app, args, env={"COLUMNS": "120", "NO_COLOR": "1"})
+        data = json.loads(runner.invoke(app, [*args, "-n", "J", "--json"]).stdout)
+        gpo = runner.invoke(app, [*args, "-n", "G", "-s", "gpo"])
+    assert text.exit_code == 0, text.output
+    assert "speculative calls: 2 used, 2 wasted" in text.stdout
+    assert data["speculation"]["used"] == 2 and data["speculation"]["wasted"] == 2
+    assert gpo.exit_code == 0, gpo.output
+    assert "--speculate: gpo writes its next candidates from this round's votes" in gpo.output
