@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import cli_runs, critical_path, dry_run, dry_run_warm, startup, wide
+from . import cli_runs, critical_path, dry_run, dry_run_warm, speculate, startup, wide
 from .scenario import Scenario
 
 SCENARIOS: dict[str, Scenario] = {
@@ -14,5 +14,6 @@ SCENARIOS: dict[str, Scenario] = {
         cli_runs.SCENARIO,  # rerun
         dry_run.SCENARIO,
         dry_run_warm.SCENARIO,
+        speculate.SCENARIO,
     )
 }
