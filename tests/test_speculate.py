@@ -14,7 +14,7 @@ import pytest
 
 from promptopt.config import RunConfig
 from promptopt.engine.loop import run_optimization
-from promptopt.errors import BudgetExceeded
+from promptopt.errors import BudgetExceeded, LLMAuthError, LLMTransient
 from promptopt.events import RecordingEvents
 from promptopt.llm import AHEAD, Budget, Completion, Ledger
 from promptopt.template import parse_template
@@ -128,6 +128,36 @@ def test_speculation_replays_the_same_run_round_by_round(tmp_path: Path, strateg
 
 def calls_of(llm: KeyedLLM) -> int:
     return len(llm.keys)
+
+
+class FailsAhead(KeyedLLM):
+    """Every call made ahead fails with `error`; the same request made by a round succeeds."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+        self.failed_ahead = 0
+
+    async def complete(self, role: str, messages: list[dict[str, Any]], *, sample: int = 0) -> Completion:
+        if AHEAD.get() is not None:
+            self.failed_ahead += 1
+            self.usage.record_failure(role, str(self.error))
+            raise self.error
+        return await super().complete(role, messages, sample=sample)
+
+
+@pytest.mark.parametrize(
+    "error", [LLMTransient("optimizer: HTTP 503"), LLMAuthError("optimizer: bad key"), BudgetExceeded("--max-calls")]
+)
+def test_a_call_ahead_that_fails_is_made_by_the_round_that_needs_it(tmp_path: Path, error: Exception) -> None:
+    plain, ahead = KeyedLLM(), FailsAhead(error)
+    run(plain, tmp_path, "plain", max_rounds=5)
+    result = run(ahead, tmp_path, "ahead", max_rounds=5, speculate=True)
+    assert result.stopped == "completed"
+    assert comparable(tmp_path / "plain") == comparable(tmp_path / "ahead")  # rounds keep no trace of it
+    assert ahead.failed_ahead >= 6 and result.speculation is not None
+    assert (result.speculation.used, result.speculation.wasted) == (0, 0)
+    assert result.usage["optimizer"].failed == ahead.failed_ahead  # the run's usage counts them
 
 
 @pytest.mark.parametrize("spare", [0, 40])
