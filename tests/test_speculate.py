@@ -349,3 +349,29 @@ def test_the_summary_says_how_many_calls_were_written_ahead(tmp_path: Path, monk
     assert data["speculation"]["used"] == 2 and data["speculation"]["wasted"] == 2
     assert gpo.exit_code == 0, gpo.output
     assert "--speculate: gpo writes its next candidates from this round's votes" in gpo.output
+
+
+@pytest.mark.parametrize("budget", ["--budget-usd=0.001", "--max-calls=25"])
+def test_through_litellm_a_budget_stops_at_the_same_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from promptopt.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-stub")
+    runner = CliRunner()
+    outcomes = []
+    for name, extra in (("plain", []), ("ahead", ["--speculate"])):
+        with StubServer(responder=by_body) as stub:
+            args = ["optimize", "-t", "Poem", "-n", name, "-r", "10", budget, "--json", "--no-confirm"]
+            args += ["--model", "openai/gpt-4o-mini", "--api-base", stub.url, *extra]
+            result = runner.invoke(app, args)
+            assert result.exit_code == 3, result.output
+            outcomes.append(json.loads(result.stdout))
+            saved = comparable(tmp_path / "workspace" / name)
+            outcomes[-1]["saved"] = [(r["prompt"], r["succeed"], r["usage"]) for r in saved]
+    plain, ahead = outcomes
+    assert plain["stopped"] == ahead["stopped"] == "budget"
+    assert plain["saved"] == ahead["saved"]  # the same whole rounds, nothing of another on disk

@@ -134,7 +134,7 @@ class Speculation:
     # --- running ahead ----------------------------------------------------------------------
     def start(self, strategy: Strategy, number: int, histories: list[list[RoundRecord]]) -> None:
         """Run round `number`'s step ahead on each history, in the background, until its first non-optimizer call."""
-        keep = still_needed(strategy, number - 1) if histories else (0, 0.0)
+        keep = still_needed(strategy, number - 1, histories[0][:-1]) if histories else (0, 0.0)
         for history in histories:
             view = _View(self, keep)
             ctx = dataclasses.replace(strategy.ctx, llm=view, events=Events(), speculation=None)
@@ -206,9 +206,10 @@ class _View:
         return await self.owner.fetch(role, messages, sample, self.keep)
 
 
-def still_needed(strategy: Strategy, judging: int) -> tuple[int, float]:
+def still_needed(strategy: Strategy, judging: int, history: list[RoundRecord]) -> tuple[int, float]:
     """(calls, USD) the run may still ask for while round `judging` is judged, at most: its judge votes,
-    every later round to --max-rounds (optimizer retries included) and the confirmation gate.
+    every later round to --max-rounds (optimizer retries included) and the confirmation gate,
+    priced with the reply lengths the committed rounds `history` have seen.
 
     A call is written ahead only if the budget still covers this after it, so a run with a budget
     completes the same rounds with --speculate as without (the USD side is as good as the estimate).
@@ -218,7 +219,8 @@ def still_needed(strategy: Strategy, judging: int) -> tuple[int, float]:
         return 0, 0.0
     from promptopt.engine.estimate import estimate_run
 
-    rest = estimate_run(strategy.ctx.template, config.model_copy(update={"speculate": False}), [], judging + 1)
+    plain = config.model_copy(update={"speculate": False})
+    rest = estimate_run(strategy.ctx.template, plain, history, judging + 1)
     later = strategy.round_calls(first=False)
     calls = (
         rest.worst_calls
