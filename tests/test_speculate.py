@@ -230,7 +230,8 @@ def slow_judge(seconds: float) -> Any:
 
 
 def test_the_next_candidate_is_written_while_the_judge_votes(tmp_path: Path) -> None:
-    """Through litellm: round 3's optimizer request reaches the stub before round 2's last vote returns."""
+    """Through litellm: round 3's optimizer requests reach the stub before round 2's last vote returns,
+    the one from the same base (after a loss) together with round 2's own."""
     from promptopt.api import load_config, optimize
 
     with StubServer(latency=0.05, responder=slow_judge(0.3)) as stub:
@@ -241,8 +242,13 @@ def test_the_next_candidate_is_written_while_the_judge_votes(tmp_path: Path) -> 
     judges = [r for r in requests if r["role"] == "judge"]
     optimizers = [r for r in requests if r["role"] == "optimizer"]
     assert len(optimizers) == 1 + 2  # round 2's, then round 3's for both verdicts (one wasted)
+    round_2_votes = judges[:4]
+    assert all(o["t_start"] < max(j["t_end"] for j in round_2_votes) for o in optimizers)
     overlapping = [o for o in optimizers if any(j["t_start"] < o["t_start"] < j["t_end"] for j in judges)]
-    assert len(overlapping) == 2
+    assert len(overlapping) == 1  # from round 2's candidate: written once it has answers
+    first_execution = min(r["t_start"] for r in requests[3:] if r["role"] == "executor")
+    same_base = [o for o in optimizers if o["body"] == optimizers[0]["body"]]
+    assert len(same_base) == 2 and all(o["t_start"] < first_execution for o in same_base)
     assert result.speculation is not None and (result.speculation.used, result.speculation.wasted) == (1, 1)
     assert result.calls == len(requests)  # the wasted call is counted as spent
 

@@ -1,11 +1,12 @@
 """speculate: --speculate against the same run without it, interleaved, medians of several runs.
 
-Three comparisons, each variant run `--spec-runs` times in turn (plain, speculate, plain, …):
+Four comparisons, each variant run `--spec-runs` times in turn (plain, speculate, plain, …):
 1. SPO's own rule (`--accept majority`, exactly --votes votes): engine time against the 28 L
-   critical path of 10 rounds, and calls against 75 (+ one wasted optimizer call per judged round).
+   critical path of 10 rounds, and calls against 75 (+ one wasted optimizer call per round).
 2. Adaptive judging (the default `paired` rule, --votes 4 up to --max-votes 12) against a judge
    that needs extra pairs in some rounds: the time --speculate saves.
-3. The CLI as a subprocess against the stub as a subprocess (whole-process wall), next to the time
+3. SPO's rule with optimizer calls three times slower than the others (3 L), as with large models.
+4. The CLI as a subprocess against the stub as a subprocess (whole-process wall), next to the time
    `import litellm` takes in a fresh interpreter, measured in the same interleaved loop.
 
 The stub's replies depend on the request alone (a per-body counter for repeated bodies), so both
@@ -21,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +46,16 @@ class Replies:
     orders, or ties every pair (adaptive judging then asks for more pairs).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, optimizer_delay: float = 0.0) -> None:
         self.lock = threading.Lock()
         self.seen: dict[str, int] = {}
+        self.optimizer_delay = optimizer_delay  # added to the stub's latency for optimizer calls
 
     def __call__(self, role: str, body: dict[str, Any]) -> str | None:
         text = str(body["messages"][-1].get("content", ""))
         digest = hashlib.sha256(text.encode()).hexdigest()
         if role == "optimizer":
+            time.sleep(self.optimizer_delay)  # the stub's handler thread: this call only
             with self.lock:
                 n = self.seen[digest] = self.seen.get(digest, -1) + 1
             prompt = f"Answer carefully and concisely. Variant {digest[:6]}-{n}."
@@ -76,7 +80,7 @@ def options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spec-runs", type=int, default=5, help="speculate: runs of each variant (default 5)")
 
 
-def engine_variant(ctx: Context, tag: str, overrides: dict[str, Any]) -> dict[str, Any]:
+def engine_variant(ctx: Context, tag: str, overrides: dict[str, Any], optimizer_delay: float = 0.0) -> dict[str, Any]:
     args = ctx.args
     run = engine_run(
         ctx.root,
@@ -87,7 +91,7 @@ def engine_variant(ctx: Context, tag: str, overrides: dict[str, Any]) -> dict[st
         args.rounds,
         args.concurrency,
         args.latency,
-        responder=Replies(),
+        responder=Replies(optimizer_delay),
         stub_mode="thread",
         overrides={"confirm": False, **overrides},
     )
@@ -145,18 +149,21 @@ def scenario_speculate(ctx: Context) -> None:
     con.rule(f"speculate: {n} rounds, {q} questions, {v} votes, L={L}s, {args.spec_runs} runs of each variant")
     con.print(f"[dim]{load_info()} before[/dim]")
     template = write_template(ctx.root / "spec.yaml", q)
-    variants = {
-        "majority": {"accept": "majority"},
-        "majority+speculate": {"accept": "majority", "speculate": True},
-        "adaptive": {},
-        "adaptive+speculate": {"speculate": True},
+    slow = 2 * L  # optimizer calls take 3 L in the slow-optimizer variants
+    variants: dict[str, tuple[dict[str, Any], float]] = {
+        "majority": ({"accept": "majority"}, 0.0),
+        "majority+speculate": ({"accept": "majority", "speculate": True}, 0.0),
+        "adaptive": ({}, 0.0),
+        "adaptive+speculate": ({"speculate": True}, 0.0),
+        "slow-optimizer": ({"accept": "majority"}, slow),
+        "slow-optimizer+speculate": ({"accept": "majority", "speculate": True}, slow),
     }
     engine: dict[str, list[dict[str, Any]]] = {k: [] for k in variants}
     cli: dict[str, list[dict[str, Any]]] = {"plain": [], "speculate": []}
     imports: list[float] = []
     for i in range(args.spec_runs):
-        for name, overrides in variants.items():
-            engine[name].append(engine_variant(ctx, f"{name}-{i}", overrides))
+        for name, (overrides, delay) in variants.items():
+            engine[name].append(engine_variant(ctx, f"{name}-{i}", overrides, delay))
         for name in cli:
             cli[name].append(cli_variant(ctx, f"{name}-{i}", template, name == "speculate"))
         imports.append(litellm_import(ctx))
@@ -165,9 +172,13 @@ def scenario_speculate(ctx: Context) -> None:
             a["prompts"] == b["prompts"] and a["verdicts"] == b["verdicts"] and a["judge_votes"] == b["judge_votes"]
             for a, b in zip(engine[pair], engine[f"{pair}+speculate"], strict=True)
         )
-        for pair in ("majority", "adaptive")
+        for pair in ("majority", "adaptive", "slow-optimizer")
     }
-    table = Table(title=f"engine runs (in-process, stub in a thread); median of {args.spec_runs}", title_justify="left")
+    table = Table(
+        title=f"engine runs (in-process, stub in a thread; × 28 L is against SPO's rule's bound); median of "
+        f"{args.spec_runs}",
+        title_justify="left",
+    )
     for col in ("variant", "wall s", "min–max", "× 28 L", "calls", "used/wasted", "votes per round", "verdicts"):
         table.add_column(col, justify="left" if col in ("variant", "votes per round", "verdicts") else "right")
     for name, rows in engine.items():
@@ -263,6 +274,12 @@ def summary_rows(report: dict[str, Any]) -> list[SummaryRow]:
             "adaptive judging: time saved by --speculate",
             f"{adaptive_saving:.0%} ({before:.2f}s → {after:.2f}s)",
             adaptive_saving > 0,
+        ),
+        (
+            "slow optimizer (3 L): time saved by --speculate",
+            f"{1 - e['slow-optimizer+speculate']['wall_median_s'] / e['slow-optimizer']['wall_median_s']:.0%} "
+            f"({e['slow-optimizer']['wall_median_s']:.2f}s → {e['slow-optimizer+speculate']['wall_median_s']:.2f}s)",
+            e["slow-optimizer+speculate"]["wall_median_s"] < e["slow-optimizer"]["wall_median_s"],
         ),
         ("same decisions with and without --speculate", str(sp["same_decisions"]), all(sp["same_decisions"].values())),
     ]

@@ -132,9 +132,10 @@ class Speculation:
         return await self.llm.complete(role, messages, sample=sample)
 
     # --- running ahead ----------------------------------------------------------------------
-    def start(self, strategy: Strategy, number: int, histories: list[list[RoundRecord]]) -> None:
-        """Run round `number`'s step ahead on each history, in the background, until its first non-optimizer call."""
-        keep = still_needed(strategy, number - 1, histories[0][:-1]) if histories else (0, 0.0)
+    def start(self, strategy: Strategy, number: int, histories: list[list[RoundRecord]], whole_round: bool) -> None:
+        """Run round `number`'s step ahead on each history, in the background, until its first
+        non-optimizer call. `whole_round`: round number-1 has not executed its candidate yet."""
+        keep = still_needed(strategy, number - 1, histories[0][:-1], whole_round) if histories else (0, 0.0)
         for history in histories:
             view = _View(self, keep)
             ctx = dataclasses.replace(strategy.ctx, llm=view, events=Events(), speculation=None)
@@ -206,10 +207,10 @@ class _View:
         return await self.owner.fetch(role, messages, sample, self.keep)
 
 
-def still_needed(strategy: Strategy, judging: int, history: list[RoundRecord]) -> tuple[int, float]:
-    """(calls, USD) the run may still ask for while round `judging` is judged, at most: its judge votes,
-    every later round to --max-rounds (optimizer retries included) and the confirmation gate,
-    priced with the reply lengths the committed rounds `history` have seen.
+def still_needed(strategy: Strategy, current: int, history: list[RoundRecord], whole_round: bool) -> tuple[int, float]:
+    """(calls, USD) the run may still ask for during round `current`, at most: the whole round (or,
+    once it is judging, its judge votes), every later round to --max-rounds (optimizer retries
+    included) and the confirmation gate, priced with the reply lengths `history` has seen.
 
     A call is written ahead only if the budget still covers this after it, so a run with a budget
     completes the same rounds with --speculate as without (the USD side is as good as the estimate).
@@ -220,13 +221,10 @@ def still_needed(strategy: Strategy, judging: int, history: list[RoundRecord]) -
     from promptopt.engine.estimate import estimate_run
 
     plain = config.model_copy(update={"speculate": False})
-    rest = estimate_run(strategy.ctx.template, plain, history, judging + 1)
+    rest = estimate_run(strategy.ctx.template, plain, history, current if whole_round else current + 1)
     later = strategy.round_calls(first=False)
-    calls = (
-        rest.worst_calls
-        + later.comparisons * strategy.acceptance.rule.most()
-        + (config.optimizer_attempts - 1) * later.optimizer * len(rest.rounds)
-    )
+    judge_left = 0 if whole_round else later.comparisons * strategy.acceptance.rule.most()
+    calls = rest.worst_calls + judge_left + (config.optimizer_attempts - 1) * later.optimizer * len(rest.rounds)
     usd = (rest.worst_cost_usd or 0.0) * calls / max(rest.worst_calls, 1)
     return calls, usd
 

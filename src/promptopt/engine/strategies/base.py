@@ -155,9 +155,9 @@ class Strategy(ABC):
         return None
 
     def ahead_calls(self) -> int:
-        """Optimizer calls --speculate writes ahead per judged round that its verdict then discards
-        (one for the branch not taken); for --dry-run."""
-        return 1 if self.speculates and self.round_calls(first=False).comparisons else 0
+        """Optimizer calls --speculate writes ahead per round that the round's outcome discards, at
+        most (one for the branch not taken); for --dry-run."""
+        return 1 if self.speculates else 0
 
     @classmethod
     def parse_options(cls, raw: Mapping[str, Any]) -> BaseModel:
@@ -188,6 +188,16 @@ class Strategy(ABC):
         return prompts.render(name, **values)
 
     # --- shared behaviour -----------------------------------------------------------------
+    def optimizing(self, number: int, branches: Callable[[], list[list[RoundRecord]]]) -> None:
+        """Round `number` starts writing its candidate (a strategy calls this instead of the phase event).
+
+        With --speculate, round number+1 starts writing its candidate now for each history in
+        `branches()` that is known before this round's candidate exists: after a loss (or a
+        failed round) round number+1 starts from the same base. (speculate.py)
+        """
+        self.ctx.events.phase(number, "optimize")
+        self._write_ahead(number, branches, whole_round=True)
+
     def judging(self, number: int, branches: Callable[[], list[list[RoundRecord]]]) -> None:
         """Round `number` starts judging its candidate (a strategy calls this instead of the phase event).
 
@@ -196,11 +206,14 @@ class Strategy(ABC):
         request is known exactly. A history that would stop the run is skipped. (speculate.py)
         """
         self.ctx.events.phase(number, "judge")
+        self._write_ahead(number, branches, whole_round=False)
+
+    def _write_ahead(self, number: int, branches: Callable[[], list[list[RoundRecord]]], whole_round: bool) -> None:
         speculation = self.ctx.speculation
         if speculation is None or number >= self.ctx.config.max_rounds:
             return
         live = [h for h in branches() if self.should_stop(h) is None]
-        speculation.start(self, number + 1, live)
+        speculation.start(self, number + 1, live, whole_round)
 
     @staticmethod
     def verdicts(history: list[RoundRecord], record: RoundRecord) -> list[list[RoundRecord]]:

@@ -306,11 +306,16 @@ class DualPhase(Strategy):
             return record
         index, probability = self.pick(number, sentences, weights, tried)
         old = sentences[index]
+        pick: dict[str, Any] = {"picked": index, "probability": round(probability, 6), "old_sentence": old.strip()}
 
-        events.phase(number, "optimize")
+        def rejected() -> list[list[RoundRecord]]:
+            # A rejection excludes this sentence from the next pick: its reward cannot change it.
+            lost = RoundRecord(round=number, base_round=base.round)
+            return [[*history, self._rejected(lost, sentences, weights, tried, stale, pick, 0.0)]]
+
+        self.optimizing(number, rejected)
         messages = self.rewrite_messages(base.prompt, old, base_answers)
         proposal = await self.propose_sentence(messages, number, old)
-        pick: dict[str, Any] = {"picked": index, "probability": round(probability, 6), "old_sentence": old.strip()}
         record.analysis = proposal.analysis
         if proposal.prompt is None:
             return self._failed(record, sentences, weights, tried, stale, pick, proposal.error or "no rewrite")

@@ -37,7 +37,8 @@ class SPO(Strategy):
     async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord:
         events = self.ctx.events
         base = await self.base_for_step(history)
-        events.phase(number, "optimize")
+        # After a loss or a failed round, round number+1 writes its candidate from this same base.
+        self.optimizing(number, lambda: [[*history, RoundRecord(round=number, base_round=base.round)]])
         proposal = await self.propose(self.optimizer_messages(base), number, unchanged=base.prompt)
         record = RoundRecord(
             round=number, base_round=base.round, analysis=proposal.analysis, modification=proposal.modification
