@@ -354,7 +354,7 @@ def test_the_summary_says_how_many_calls_were_written_ahead(tmp_path: Path, monk
     assert "speculative calls: 2 used, 2 wasted" in text.stdout
     assert data["speculation"]["used"] == 2 and data["speculation"]["wasted"] == 2
     assert gpo.exit_code == 0, gpo.output
-    assert "--speculate: gpo writes its next candidates from this round's votes" in gpo.output
+    assert "--speculate: gpo writes its next candidates from this round's scores" in gpo.output
 
 
 @pytest.mark.parametrize("budget", ["--budget-usd=0.001", "--max-calls=25"])

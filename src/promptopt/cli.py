@@ -212,7 +212,7 @@ def optimize(
     speculate: Annotated[
         bool,
         typer.Option(
-            "--speculate", help="Write the next candidate while the judge votes, for both verdicts (SPO, Dual-Phase)."
+            "--speculate", help="Write the next round's candidate ahead, for both verdicts (SPO, Dual-Phase)."
         ),
     ] = False,
     dry_run: Annotated[

@@ -158,8 +158,8 @@ def speculation_for(config: RunConfig, cls: type[Strategy], llm: LLM, events: Ev
         return None
     if not cls.speculates:
         message = (
-            f"--speculate: {cls.name} writes its next candidates from this round's votes, so nothing can be "
-            "written before the verdict; the run goes on without it"
+            f"--speculate: {cls.name} writes its next candidates from this round's scores, so nothing can be "
+            "written ahead; the run goes on without it"
         )
         if message not in llm.warnings:
             llm.warnings.append(message)

@@ -267,8 +267,8 @@ class Draft:
 @register
 class GPO(Strategy):
     name = "gpo"
-    # Its next request shows every scored prompt with a rating fitted to all votes, this round's
-    # included (with a metric there is no judge phase to overlap): nothing is known before the votes.
+    # Its next request shows this round's candidates with their scores (ratings fitted to every vote,
+    # or accuracy): nothing of it is known before they are, and then only the verdict is left.
     speculates = False
     Options = GPOOptions
     flags: ClassVar[dict[str, str]] = {
