@@ -9,8 +9,10 @@ Four comparisons, each variant run `--spec-runs` times in turn (plain, speculate
 4. The CLI as a subprocess against the stub as a subprocess (whole-process wall), next to the time
    `import litellm` takes in a fresh interpreter, measured in the same interleaved loop.
 
-The stub's replies depend on the request alone (a per-body counter for repeated bodies), so both
-variants get the same replies and make the same decisions: only the timing and the wasted calls differ.
+The stub's judge decides by a fixed plan per comparison (see Replies), so both variants make the same
+decisions with the same votes: only the timing and the wasted calls differ. (That --speculate makes
+the same decisions given the same replies is tested in tests/test_speculate.py, where a reply is a
+function of the request and its sample index, which the stub cannot see.)
 """
 
 from __future__ import annotations
@@ -38,18 +40,29 @@ IMPORT_PROBE = (
 )
 
 
-class Replies:
-    """Stub replies that are a function of the request (and of how often that same body came before).
+# What the judge does with the k-th comparison of a run (rounds 2, 3, …), in both orders: prefer the
+# base (2 pairs decide), prefer the candidate, or tie every pair (adaptive judging asks for more).
+JUDGE_PLAN = ("base", "base", "candidate", "tie", "base", "base", "tie", "base", "base")
 
-    The judge recognizes the candidate's answers (the stub's executor quotes the prompt) and, by a
-    hash of the candidate, prefers the base in both orders (2 pairs decide), the candidate in both
-    orders, or ties every pair (adaptive judging then asks for more pairs).
+
+class Replies:
+    """Stub replies for both variants alike.
+
+    The optimizer writes "Variant <hash of its request>-<n>", n counting earlier requests with the
+    same body (a round and the next round's losing branch ask the same thing, and with --speculate
+    in either order, so the two variants' candidate texts may swap between such rounds; nothing
+    else depends on the text). The judge decides the k-th comparison of the run by JUDGE_PLAN:
+    comparisons come one round after another in both variants (judging is never done ahead), so
+    both make the same decisions with the same number of votes. The candidate is the side whose
+    answers no earlier comparison showed (in the first, the side quoting a "Variant").
     """
 
     def __init__(self, optimizer_delay: float = 0.0) -> None:
         self.lock = threading.Lock()
         self.seen: dict[str, int] = {}
         self.optimizer_delay = optimizer_delay  # added to the stub's latency for optimizer calls
+        self.answers_seen: set[str] = set()
+        self.comparisons: dict[frozenset[str], tuple[int, str]] = {}  # → (k, the candidate's answers)
 
     def __call__(self, role: str, body: dict[str, Any]) -> str | None:
         text = str(body["messages"][-1].get("content", ""))
@@ -62,17 +75,22 @@ class Replies:
             return f"<analyse>Clearer.</analyse>\n<modification>Reworded.</modification>\n<prompt>\n{prompt}\n</prompt>"
         if role != "judge":
             return None  # the executor's default: it quotes the start of its input
-        first = text.index("\nA: ")
-        a_line = text[first + 4 : text.index("\n", first + 4)]
-        candidate_is_a = "Variant" in a_line
-        tags = [line for line in text.splitlines() if "Variant" in line]
-        mode = int(hashlib.sha256(tags[0].encode()).hexdigest(), 16) % 3 if tags else 0
-        if mode == 0:  # tie: the same letter in both orders
+        a = "\n".join(line[3:] for line in text.splitlines() if line.startswith("A: "))
+        b = "\n".join(line[3:] for line in text.splitlines() if line.startswith("B: "))
+        key = frozenset((a, b))
+        with self.lock:
+            if key not in self.comparisons:
+                new = [x for x in (a, b) if x not in self.answers_seen]
+                candidate = new[0] if len(new) == 1 else (a if "Variant" in a else b)
+                self.comparisons[key] = (len(self.comparisons), candidate)
+                self.answers_seen.update((a, b))
+            k, candidate = self.comparisons[key]
+        mode = JUDGE_PLAN[k % len(JUDGE_PLAN)]
+        if mode == "tie":  # the same letter in both orders
             choice = "A"
-        elif mode == 1:  # the base, in both orders
-            choice = "B" if candidate_is_a else "A"
-        else:  # the candidate, in both orders
-            choice = "A" if candidate_is_a else "B"
+        else:
+            favourite = candidate if mode == "candidate" else (b if candidate == a else a)
+            choice = "A" if favourite == a else "B"
         return f"<analyse>Compared.</analyse>\n<choose>{choice}</choose>"
 
 
@@ -169,7 +187,7 @@ def scenario_speculate(ctx: Context) -> None:
         imports.append(litellm_import(ctx))
     same = {
         pair: all(
-            a["prompts"] == b["prompts"] and a["verdicts"] == b["verdicts"] and a["judge_votes"] == b["judge_votes"]
+            a["verdicts"] == b["verdicts"] and a["judge_votes"] == b["judge_votes"]
             for a, b in zip(engine[pair], engine[f"{pair}+speculate"], strict=True)
         )
         for pair in ("majority", "adaptive", "slow-optimizer")
@@ -207,7 +225,7 @@ def scenario_speculate(ctx: Context) -> None:
             f"{statistics.median(imports):.2f} ({min(imports):.2f}–{max(imports):.2f})",
         )
     con.print(cli_table)
-    con.print(f"same prompts, verdicts and votes with and without --speculate: {same}")
+    con.print(f"same verdicts and votes per round with and without --speculate: {same}")
     con.print(f"[dim]{load_info()} after[/dim]")
     expected = q + (n - 1) * (1 + q + v)
     report["speculate"] = {
