@@ -126,6 +126,35 @@ def test_speculation_replays_the_same_run_round_by_round(tmp_path: Path, strateg
     assert fast.calls == slow.calls + fast.speculation.wasted
 
 
+METRIC_TEMPLATE = parse_template(
+    """\
+prompt: Answer the question.
+requirements: Short and right.
+metric: contains
+qa:
+  - {question: Name a digit, answer: "7"}
+  - {question: Name a letter, answer: "e"}
+  - {question: Name a color, answer: "b"}
+  - {question: Name a shape, answer: "c"}
+""",
+    "Digits.yaml",
+)
+
+
+def test_dual_phase_with_a_metric_writes_the_rejection_ahead_and_replays_the_same(tmp_path: Path) -> None:
+    """No judge phase: the next rewrite after a rejection is written while this one executes."""
+    config = {"strategy": "dual-phase", "max_rounds": 10, "strategy_options": {"patience": 10}}
+    plain, ahead = KeyedLLM({"optimizer": 0.01}), KeyedLLM({"optimizer": 0.01})
+    for llm, name, extra in ((plain, "plain", {}), (ahead, "ahead", {"speculate": True})):
+        cfg = RunConfig(**{"confirm": False, "seed": 3, **config, **extra})
+        ws = Workspace(tmp_path, name)
+        result = asyncio.run(run_optimization(METRIC_TEMPLATE, cfg, llm, ws, RecordingEvents()))
+    assert comparable(tmp_path / "plain") == comparable(tmp_path / "ahead")
+    verdicts = {r.verdict for r in result.records[1:]}
+    assert "rejected" in verdicts and not any(r.votes for r in result.records)
+    assert result.speculation is not None and result.speculation.used >= 2
+
+
 def calls_of(llm: KeyedLLM) -> int:
     return len(llm.keys)
 
