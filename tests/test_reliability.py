@@ -314,7 +314,7 @@ def test_sigkill_mid_round_then_rerun_repeats_no_finished_call(here: Path) -> No
         # Kill inside round 3, after its optimizer replied, while its executor calls run. Round 2 is
         # 1 optimizer + 3 executions + 6 votes (the stub's judge ties every pair: 3 pairs).
         wait_for(lambda: stub.count() >= 3 + 10 + 3)
-        killed_at = time.time()
+        killed_at = time.monotonic()  # the stub stamps requests with this clock
         proc.kill()
         proc.wait(10)
         first = stub.requests

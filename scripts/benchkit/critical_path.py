@@ -54,7 +54,12 @@ def scenario_critical_path(ctx: Context) -> None:
         f"L={args.latency}s, concurrency {args.concurrency}"
     )
     con.print(f"[dim]{load_info()} before[/dim]")
-    run = engine_run(root, env, "critical", args, args.questions, args.rounds, args.concurrency, args.latency)
+    # SPO's own rule: exactly --votes votes a round, the critical path below (adaptive judging asks for
+    # more pairs while undecided: the `speculate` scenario measures that case).
+    overrides = {"accept": "majority", "confirm": False}
+    run = engine_run(
+        root, env, "critical", args, args.questions, args.rounds, args.concurrency, args.latency, None, None, overrides
+    )
     L, q, v, c = args.latency, args.questions, args.votes, args.concurrency
     bound = sum(round_ideal(n, q, v, c, L) for n in range(1, args.rounds + 1))
     rounds = analyse_rounds(run, L)

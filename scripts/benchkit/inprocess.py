@@ -76,6 +76,7 @@ def engine_run(
     latency: float,
     responder: Any = None,
     stub_mode: str | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> EngineRun:
     """One fresh run (new workspace, new cache) of run_optimization with a LiteLLMClient on a stub."""
     from promptopt.cache import ResponseCache
@@ -100,6 +101,7 @@ def engine_run(
             "workspace": folder / "ws",
             "name": tag,
             "cache_dir": folder / "cache",
+            **(overrides or {}),
         }
         config = resolve_config(flags, env=env, cwd=folder)
         get_strategy(config.strategy)  # as the CLI does before the run: strategy modules imported

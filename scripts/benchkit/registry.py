@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import cli_runs, critical_path, dry_run, dry_run_warm, judging, startup, wide
+from . import cli_runs, critical_path, dry_run, dry_run_warm, judging, speculate, startup, wide
 from .scenario import Scenario
 
 SCENARIOS: dict[str, Scenario] = {
@@ -15,5 +15,6 @@ SCENARIOS: dict[str, Scenario] = {
         dry_run.SCENARIO,
         dry_run_warm.SCENARIO,
         judging.SCENARIO,
+        speculate.SCENARIO,
     )
 }

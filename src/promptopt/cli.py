@@ -218,6 +218,12 @@ def optimize(
     candidates: Annotated[int | None, typer.Option("--candidates", help="GPO: candidates per step [2].")] = None,
     structured: Structured = None,
     no_cache: NoCache = False,
+    speculate: Annotated[
+        bool,
+        typer.Option(
+            "--speculate", help="Write the next round's candidate ahead, for both verdicts (SPO, Dual-Phase)."
+        ),
+    ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print projected calls, tokens, cost; call nothing.")
     ] = False,
@@ -262,6 +268,7 @@ def optimize(
         seed=seed,
         structured=structured,
         no_cache=no_cache,
+        speculate=True if speculate else None,
     )
     # GPO's flags from before are names for options; --option NAME=VALUE sets any strategy's.
     aliases = {"retrieval": retrieval, "top_k": top_k, "edit_budget": edit_budget, "candidates": candidates}
@@ -355,6 +362,8 @@ def _dry_run(template: Any, config: Any, json_out: bool) -> None:
                     "worst_cost_usd": est.worst_cost_usd,
                     "lengths_guessed": est.guessed,
                     "confirm": est.confirm,
+                    "speculative_calls": est.speculative_calls,
+                    "speculative_cost_usd": est.speculative_cost_usd,
                     "roles": {k: vars(v) for k, v in est.roles.items()},
                 },
                 indent=2,

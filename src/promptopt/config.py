@@ -125,6 +125,8 @@ class RunConfig(BaseModel):
     cache: bool = True
     cache_dir: Path | None = None
     strategy: str = "spo"
+    # Write round n+1's candidate while round n is judged, for each verdict (engine/speculate.py).
+    speculate: bool = False
     # None: a new run draws a random seed and stores it in the workspace; a resume reuses it.
     seed: int | None = None
     structured: Structured = "auto"
@@ -219,6 +221,7 @@ class FileConfig(BaseModel):
     strategy: str | None = None
     seed: int | None = None
     structured: Structured | None = None
+    speculate: bool | None = None
 
 
 def user_config_path() -> Path:
@@ -324,6 +327,8 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
         layer["cache"] = False
     if env_flag(env, "PROMPTOPT_NO_CONFIRM"):
         layer["confirm"] = False
+    if env.get("PROMPTOPT_SPECULATE", "").strip():
+        layer["speculate"] = env_flag(env, "PROMPTOPT_SPECULATE")
     for role, short in _ENV_ROLE.items():
         values = {
             "model": env.get(f"PROMPTOPT_{short}_MODEL") or env.get("PROMPTOPT_MODEL"),

@@ -8,6 +8,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Collection, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -78,14 +79,42 @@ class LLM(Protocol):
 
 
 @dataclass
+class AheadCall:
+    """Marks a call made ahead of need (--speculate, engine/speculate.py) inside its own task.
+
+    Its usage goes to `ledger` (the round that uses the reply takes it over later), and a budget
+    makes it only if `keep_calls` more calls and `keep_usd` more dollars still fit after it (what
+    the rest of the run may need).
+    """
+
+    ledger: Ledger
+    keep_calls: int = 0
+    keep_usd: float = 0.0
+
+
+AHEAD: ContextVar[AheadCall | None] = ContextVar("promptopt_ahead", default=None)
+
+
+@dataclass
 class Ledger:
-    """Running usage per role; the engine diffs snapshots to get per-round figures."""
+    """Running usage per role; the engine diffs snapshots to get per-round figures.
+
+    A call made ahead (`AHEAD` set in its task) is recorded in its own ledger instead.
+    """
 
     roles: dict[str, RoleUsage] = field(default_factory=dict)
     # The newest error of a call that failed for good, per role: what a run that did nothing reports.
     last_errors: dict[str, str] = field(default_factory=dict)
 
+    def _target(self) -> Ledger:
+        ahead = AHEAD.get()
+        return ahead.ledger if ahead is not None and ahead.ledger is not self else self
+
     def record(self, c: Completion) -> None:
+        target = self._target()
+        if target is not self:
+            target.record(c)
+            return
         u = self.roles.setdefault(c.role, RoleUsage())
         if c.cached:
             u.cached += 1
@@ -98,9 +127,19 @@ class Ledger:
         u.seconds += c.seconds
 
     def record_failure(self, role: str, error: str | None = None) -> None:
+        target = self._target()
+        if target is not self:
+            target.record_failure(role, error)
+            return
         self.roles.setdefault(role, RoleUsage()).failed += 1
         if error:
             self.last_errors[role] = error
+
+    def merge(self, other: Ledger) -> None:
+        """Add another ledger's usage (a reply made ahead, taken over by the round that used it)."""
+        for role, u in other.roles.items():
+            self.roles[role] = self.roles.get(role, RoleUsage()).add(u)
+        self.last_errors.update(other.last_errors)
 
     def snapshot(self) -> dict[str, RoleUsage]:
         return {k: v.model_copy() for k, v in self.roles.items()}
@@ -140,10 +179,11 @@ class Budget:
         self.spent = 0.0
         self.reserved = 0.0
 
-    def reserve(self, estimate_usd: float) -> None:
-        if self.max_calls is not None and self.started + 1 > self.max_calls:
+    def reserve(self, estimate_usd: float, keep_calls: int = 0, keep_usd: float = 0.0) -> None:
+        """Count a call before it is made; `keep_calls` more calls and `keep_usd` must still fit after it."""
+        if self.max_calls is not None and self.started + 1 + keep_calls > self.max_calls:
             raise BudgetExceeded(f"--max-calls {self.max_calls} reached")
-        if self.max_usd is not None and self.spent + self.reserved + estimate_usd > self.max_usd:
+        if self.max_usd is not None and self.spent + self.reserved + estimate_usd + keep_usd > self.max_usd:
             raise BudgetExceeded(
                 f"--budget-usd {self.max_usd:g} reached (spent ${self.spent:.4f}, next call ~${estimate_usd:.4f})"
             )
@@ -458,7 +498,11 @@ class LiteLLMClient:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
         estimate = self.estimate_cost(role, messages) if self.budget.max_usd is not None else 0.0
-        self.budget.reserve(estimate)
+        ahead = AHEAD.get()
+        if ahead is None:
+            self.budget.reserve(estimate)
+        else:
+            self.budget.reserve(estimate, ahead.keep_calls, ahead.keep_usd)
         actual = 0.0
         try:
             async with self._semaphore:

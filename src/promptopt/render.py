@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from promptopt.engine.compare import CompareResult
     from promptopt.engine.estimate import Estimate
     from promptopt.engine.results import RunResult
+    from promptopt.engine.speculate import SpeculationStats
 
 VERDICT_STYLE = {
     "win": "green",
@@ -191,6 +192,8 @@ def run_summary(result: RunResult) -> RenderableType:
             )
         )
     parts.append(usage_table(result.usage, "This run"))
+    if result.speculation is not None:
+        parts.append(Text(speculation_line(result.speculation), style="dim"))
     for warning in result.warnings:
         parts.append(safe_text(f"warning: {warning}", "yellow"))
     t = sum_usage(result.usage)
@@ -198,6 +201,12 @@ def run_summary(result: RunResult) -> RenderableType:
         parts.append(Text("Some models have no price in litellm's table: their cost shows as $0.", style="dim"))
     parts.append(safe_text(f"Workspace: {result.workspace}", style="dim"))
     return Group(*parts)
+
+
+def speculation_line(stats: SpeculationStats) -> str:
+    """'speculative calls: 8 used, 8 wasted ($0.0012, counted above)'."""
+    wasted = f" ({money(stats.wasted_cost_usd)}, counted above)" if stats.wasted else ""
+    return f"speculative calls: {stats.used} used, {stats.wasted} wasted{wasted}"
 
 
 def run_json(result: RunResult) -> dict[str, Any]:
@@ -229,6 +238,15 @@ def run_json(result: RunResult) -> dict[str, Any]:
         "cost_usd": round(t.cost_usd, 8),
         "unpriced": t.unpriced,
         "seconds": result.seconds,
+        "speculation": (
+            {
+                "used": result.speculation.used,
+                "wasted": result.speculation.wasted,
+                "wasted_cost_usd": round(result.speculation.wasted_cost_usd, 8),
+            }
+            if result.speculation is not None
+            else None
+        ),
     }
 
 
@@ -441,6 +459,12 @@ def estimate_table(est: Estimate) -> RenderableType:
         "stops sooner); 'at most' is every pair adaptive judging may ask for"
         + (", the confirmation gate included." if est.confirm else "."),
     ]
+    if est.speculative_calls:
+        extra = "no price" if est.speculative_cost_usd is None else f"~{money(est.speculative_cost_usd)}"
+        notes.append(
+            f"--speculate: {plural(est.speculative_calls, 'optimizer call')} written ahead for the verdict a round "
+            f"does not get ({extra}; counted above)."
+        )
     if est.guessed:
         notes.append("Reply lengths are guessed (no earlier rounds or cached replies of these models yet).")
     return Group(table, Text("\n".join(notes), style="dim"))

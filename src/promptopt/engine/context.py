@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from promptopt.config import RunConfig
 from promptopt.events import Events
 from promptopt.llm import LLM
 from promptopt.template import Template
+
+if TYPE_CHECKING:
+    from promptopt.engine.speculate import Speculation
 
 
 @dataclass
@@ -22,6 +26,8 @@ class RunContext:
     rng: random.Random = field(default_factory=lambda: random.Random(0))
     # The run's own seed (stored in the workspace); strategies derive per-round draws from it.
     seed: int = 0
+    # With --speculate: runs the next round's optimizer calls ahead (then `llm` is the same object).
+    speculation: Speculation | None = None
 
     @property
     def questions(self) -> list[str]:

@@ -39,6 +39,9 @@ class Estimate:
     # Whether completion lengths are guesses (an empty cache and no rounds yet): said plainly.
     guessed: bool = False
     confirm: bool = False  # the confirmation gate is counted
+    # --speculate: optimizer calls written ahead for the verdict a round does not get (in the totals).
+    speculative_calls: int = 0
+    speculative_cost_usd: float | None = 0.0
 
     @property
     def calls(self) -> int:
@@ -218,6 +221,7 @@ def estimate_run(
     expected: dict[str, float] = dict.fromkeys(ROLES, 0.0)
     worst: dict[str, int] = dict.fromkeys(ROLES, 0)
     judged: dict[str, float] = {"expected": 0.0, "worst": 0}  # judge votes of the rounds (set-wise prompts)
+    ahead = 0  # --speculate: each judged round but the last writes the next candidate for both verdicts
     for n in rounds:
         calls = strategy.round_calls(first=n == 1)
         for role, count in (("optimizer", calls.optimizer), ("executor", calls.executor)):
@@ -225,6 +229,10 @@ def estimate_run(
             worst[role] += count
         judged["expected"] += calls.comparisons * rule.expected()
         judged["worst"] += calls.comparisons * rule.most()
+        if config.speculate and 1 < n < config.max_rounds:
+            ahead += strategy.ahead_calls()
+    expected["optimizer"] += ahead
+    worst["optimizer"] += ahead
     gate: dict[str, float] = {"expected": 0.0, "worst": 0}
     if config.confirm and rounds and config.max_rounds > 1:  # the gate runs when the best is not round 1
         held = len(template.holdout)
@@ -252,4 +260,7 @@ def estimate_run(
             est.cost_usd = est.prompt_tokens * price[0] + est.completion_tokens * price[1]
             est.worst_cost_usd = worst_prompt * price[0] + est.worst_calls * completion[role] * price[1]
     guessed = not any(r.usage for r in records) and not averages
-    return Estimate(rounds, totals, guessed, config.confirm)
+    optimizer = totals["optimizer"]
+    share = ahead / optimizer.calls if optimizer.calls else 0.0
+    spec_cost = None if optimizer.cost_usd is None else optimizer.cost_usd * share
+    return Estimate(rounds, totals, guessed, config.confirm, ahead, spec_cost)

@@ -13,6 +13,7 @@ from promptopt.engine.confirm import confirm, gate_key
 from promptopt.engine.context import RunContext
 from promptopt.engine.diagnostics import NEAR_CHANCE_ADVICE, combined, near_chance
 from promptopt.engine.results import RunPlan, RunResult
+from promptopt.engine.speculate import Speculation, SpeculationStats, merge_usage
 from promptopt.engine.strategies.base import Strategy, get_strategy
 from promptopt.errors import BudgetExceeded, ConfigError, DeadlineExceeded, LLMError, WorkspaceError
 from promptopt.events import Events
@@ -152,6 +153,22 @@ async def gated(strategy: Strategy, workspace: Workspace, records: list[RoundRec
     return gate
 
 
+def speculation_for(config: RunConfig, cls: type[Strategy], llm: LLM, events: Events) -> Speculation | None:
+    """--speculate's wrapper around the client, when the strategy can write ahead (else say why not, once)."""
+    if not config.speculate:
+        return None
+    if not cls.speculates:
+        message = (
+            f"--speculate: {cls.name} writes its next candidates from this round's scores, so nothing can be "
+            "written ahead; the run goes on without it"
+        )
+        if message not in llm.warnings:
+            llm.warnings.append(message)
+            events.warning(message)
+        return None
+    return Speculation(llm)
+
+
 def warn_near_chance(records: list[RoundRecord], events: Events, llm: LLM) -> None:
     """Once per run (even with --quiet): a judge whose two orders agree about as often as a coin's."""
     stats = combined([r.votes for r in records])
@@ -187,16 +204,23 @@ async def run_optimization(
         opened = open_run(template, config, workspace, models)
         records, next_round, plan = opened.records, opened.next_round, opened.plan
         llm.run_seed = plan.seed
-        strategy = get_strategy(config.strategy)(
-            RunContext(template, config, llm, events, random.Random(plan.seed), plan.seed or 0)
+        cls = get_strategy(config.strategy)
+        speculation = speculation_for(config, cls, llm, events)
+        strategy = cls(
+            RunContext(
+                template, config, speculation or llm, events, random.Random(plan.seed), plan.seed or 0, speculation
+            )
         )
         events.run_started(plan)
         run_usage = llm.usage.snapshot()
         new_rounds: list[int] = []
         stopped, message = "completed", None
+        ahead: SpeculationStats | None = None
         try:
             reason = strategy.should_stop(records) if records else None
             while next_round <= config.max_rounds and reason is None:
+                if speculation is not None:
+                    speculation.begin(next_round)
                 before = llm.usage.snapshot()
                 t0 = time.perf_counter() - llm.startup_seconds
                 left = config.deadline - (time.perf_counter() - started) if config.deadline else None
@@ -215,6 +239,9 @@ async def run_optimization(
             stopped, message = "deadline", str(exc)
         except BudgetExceeded as exc:
             stopped, message = "budget", str(exc)
+        finally:
+            if speculation is not None:
+                ahead = await speculation.close()
         spent = llm.usage.since(run_usage)
         failure = nothing_worked(llm, spent, models)
         if failure is not None:
@@ -233,6 +260,8 @@ async def run_optimization(
             except BudgetExceeded as exc:
                 stopped, message = "budget", f"{exc}; the best prompt is not confirmed yet"
             spent = llm.usage.since(run_usage)
+        if ahead is not None:
+            spent = merge_usage(spent, ahead.usage)  # wasted calls were paid for too
         if gate is None:
             stored = workspace.read_gate()
             gate = stored if stored is not None and stored.best_round == best.round else None
@@ -253,6 +282,7 @@ async def run_optimization(
             seed=plan.seed,
             warnings=list(llm.warnings),
             gate=gate,
+            speculation=ahead,
         )
         events.run_done(result)
         return result

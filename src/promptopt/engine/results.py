@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from promptopt.records import GateRecord, RoleUsage, RoundRecord, confirmed_round
+
+if TYPE_CHECKING:
+    from promptopt.engine.speculate import SpeculationStats
 
 
 @dataclass
@@ -50,6 +54,8 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
     # The confirmation gate for `best` (None: the run stopped before it, or an older workspace).
     gate: GateRecord | None = None
+    # With --speculate: calls made ahead, used and wasted (the wasted ones are part of `usage`).
+    speculation: SpeculationStats | None = None
 
     @property
     def initial(self) -> RoundRecord:

@@ -100,6 +100,8 @@ class Strategy(ABC):
     """
 
     name: ClassVar[str] = ""
+    # Whether --speculate can write its next round's candidate before this round's verdict (`judging`).
+    speculates: ClassVar[bool] = True
     # The strategy's options: defaults, bounds and help text in one pydantic model.
     Options: ClassVar[type[BaseModel]] = NoOptions
     # Older flags that set an option (flag → option name), e.g. GPO's --top-k.
@@ -135,6 +137,11 @@ class Strategy(ABC):
         """A reason to stop before --max-rounds (e.g. converged), or None."""
         return None
 
+    def ahead_calls(self) -> int:
+        """Optimizer calls --speculate writes ahead per round that the round's outcome discards, at
+        most (one for the branch not taken); for --dry-run."""
+        return 1 if self.speculates else 0
+
     @classmethod
     def parse_options(cls, raw: Mapping[str, Any]) -> BaseModel:
         """The strategy's options from `RunConfig.strategy_options`; one line naming the option on error."""
@@ -164,6 +171,39 @@ class Strategy(ABC):
         return prompts.render(name, **values)
 
     # --- shared behaviour -----------------------------------------------------------------
+    def optimizing(self, number: int, branches: Callable[[], list[list[RoundRecord]]]) -> None:
+        """Round `number` starts writing its candidate (a strategy calls this instead of the phase event).
+
+        With --speculate, round number+1 starts writing its candidate now for each history in
+        `branches()` that is known before this round's candidate exists: after a loss (or a
+        failed round) round number+1 starts from the same base. (speculate.py)
+        """
+        self.ctx.events.phase(number, "optimize")
+        self._write_ahead(number, branches, whole_round=True)
+
+    def judging(self, number: int, branches: Callable[[], list[list[RoundRecord]]]) -> None:
+        """Round `number` starts judging its candidate (a strategy calls this instead of the phase event).
+
+        With --speculate, round number+1 starts writing its candidate now, for each history in
+        `branches()`: the committed history round number+1 would see after a verdict whose next
+        request is known exactly. A history that would stop the run is skipped. (speculate.py)
+        """
+        self.ctx.events.phase(number, "judge")
+        self._write_ahead(number, branches, whole_round=False)
+
+    def _write_ahead(self, number: int, branches: Callable[[], list[list[RoundRecord]]], whole_round: bool) -> None:
+        speculation = self.ctx.speculation
+        if speculation is None or number >= self.ctx.config.max_rounds:
+            return
+        live = [h for h in branches() if self.should_stop(h) is None]
+        speculation.start(self, number + 1, live, whole_round)
+
+    @staticmethod
+    def verdicts(history: list[RoundRecord], record: RoundRecord) -> list[list[RoundRecord]]:
+        """The two histories after a win/lose verdict on `record`, for strategies whose next round
+        depends on nothing else (its votes and score do not reach the next optimizer request)."""
+        return [[*history, record.model_copy(update={"succeed": won})] for won in (True, False)]
+
     def initial_prompt(self) -> str:
         return self.ctx.template.prompt
 

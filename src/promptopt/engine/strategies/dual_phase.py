@@ -38,6 +38,8 @@ from promptopt.records import AnswerRecord, RoundRecord
 from promptopt.shapes import SENTENCE, STRUCTURED_PROMPT
 
 INITIAL_WEIGHT = 1.0
+# The reward of an accepted rewrite without a metric: its vote share over 0.5, so in (0, 0.5].
+ACCEPTED_REWARDS = (0.0, 0.5)
 STRUCTURED = "structured prompt: task type, description, output format, reasoning steps, tips"
 
 # --- pure helpers (pinned by tests) ----------------------------------------------------------
@@ -240,6 +242,18 @@ class DualPhase(Strategy):
         eligible = [i for i, s in enumerate(sentences) if rewritable(s)] or list(range(len(sentences)))
         return [i for i in eligible if i not in tried]
 
+    def pick(self, number: int, sentences: list[str], weights: list[float], tried: list[int]) -> tuple[int, float]:
+        """Round `number`'s sentence and its probability."""
+        allowed = self.candidates(sentences, tried) or self.candidates(sentences, [])
+        # Seeded by (seed, round), not by a generator carried along: a resumed round draws the same.
+        rng = random.Random(f"{self.ctx.seed}:{number}")
+        return pick_sentence(weights, rng, allowed)
+
+    def next_pick(self, number: int, history: list[RoundRecord]) -> int | None:
+        """The sentence round `number` would rewrite after `history` (None: nothing to rewrite)."""
+        sentences, weights, tried, _ = self.current(history, self.best(history).prompt)
+        return self.pick(number, sentences, weights, tried)[0] if sentences else None
+
     def should_stop(self, history: list[RoundRecord]) -> str | None:
         reason = self.acceptance.nothing_to_gain(self.best(history).score)
         if reason or len(history) < 2:
@@ -293,16 +307,18 @@ class DualPhase(Strategy):
             record.state = phase2_state(sentences, weights, tried, stale + 1)
             record.verdict, record.error = "failed", "the prompt has no sentence to rewrite"
             return record
-        allowed = self.candidates(sentences, tried) or self.candidates(sentences, [])
-        # Seeded by (seed, round), not by a generator carried along: a resumed round draws the same.
-        rng = random.Random(f"{self.ctx.seed}:{number}")
-        index, probability = pick_sentence(weights, rng, allowed)
+        index, probability = self.pick(number, sentences, weights, tried)
         old = sentences[index]
+        pick: dict[str, Any] = {"picked": index, "probability": round(probability, 6), "old_sentence": old.strip()}
 
-        events.phase(number, "optimize")
+        def rejected() -> list[list[RoundRecord]]:
+            # A rejection excludes this sentence from the next pick: its reward cannot change it.
+            lost = RoundRecord(round=number, base_round=base.round)
+            return [[*history, self._rejected(lost, sentences, weights, tried, stale, pick, 0.0)]]
+
+        self.optimizing(number, rejected)
         messages = self.rewrite_messages(base.prompt, old, base_answers)
         proposal = await self.propose_sentence(messages, number, old)
-        pick: dict[str, Any] = {"picked": index, "probability": round(probability, 6), "old_sentence": old.strip()}
         record.analysis = proposal.analysis
         if proposal.prompt is None:
             return self._failed(record, sentences, weights, tried, stale, pick, proposal.error or "no rewrite")
@@ -317,13 +333,34 @@ class DualPhase(Strategy):
             error = "every execution of the candidate failed"
             return self._failed(record, sentences, weights, tried, stale, pick, error)
         if self.acceptance.metric is None:
-            events.phase(number, "judge")
+
+            def branches() -> list[list[RoundRecord]]:
+                rejected = self._rejected(record.model_copy(), sentences, weights, tried, stale, pick, 0.0)
+                out = [[*history, rejected]]
+                # An acceptance moves the sentence's weight by its reward, which the votes decide: write
+                # ahead only when the next pick is the same for the smallest and the largest reward
+                # (the pick moves monotonically with the weight, so then it is the same for every one).
+                accepted = [
+                    [*history, self._accepted(record.model_copy(), new_sentences, weights, pick, reward)]
+                    for reward in ACCEPTED_REWARDS
+                ]
+                if len({self.next_pick(number + 1, h) for h in accepted}) == 1:
+                    out.append(accepted[-1])
+                return out
+
+            self.judging(number, branches)
         scored = await self.acceptance.decide(base_answers, record.answers)
         reward = scored.score - scored.base_score
         record.votes, record.score, record.decision = scored.votes, scored.score, scored.summary
         if not scored.accepted:
             return self._rejected(record, sentences, weights, tried, stale, pick, reward)
-        weights = exp3_update(weights, index, reward, pick["probability"], self.eta)
+        return self._accepted(record, new_sentences, weights, pick, reward)
+
+    def _accepted(
+        self, record: RoundRecord, new_sentences: list[str], weights: list[float], pick: dict[str, Any], reward: float
+    ) -> RoundRecord:
+        """The rewrite is the new best: its sentence's weight moves by the reward, nothing counts as tried."""
+        weights = exp3_update(weights, pick["picked"], reward, pick["probability"], self.eta)
         record.succeed, record.verdict = True, "accepted"
         record.state = {**phase2_state(new_sentences, weights, [], 0), **pick, "reward": round(reward, 6)}
         return record

@@ -267,6 +267,9 @@ class Draft:
 @register
 class GPO(Strategy):
     name = "gpo"
+    # Its next request shows this round's candidates with their scores (ratings fitted to every vote,
+    # or accuracy): nothing of it is known before they are, and then only the verdict is left.
+    speculates = False
     Options = GPOOptions
     flags: ClassVar[dict[str, str]] = {
         "--retrieval": "retrieval",

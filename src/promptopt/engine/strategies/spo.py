@@ -37,7 +37,8 @@ class SPO(Strategy):
     async def step(self, number: int, history: list[RoundRecord]) -> RoundRecord:
         events = self.ctx.events
         base = await self.base_for_step(history)
-        events.phase(number, "optimize")
+        # After a loss or a failed round, round number+1 writes its candidate from this same base.
+        self.optimizing(number, lambda: [[*history, RoundRecord(round=number, base_round=base.round)]])
         proposal = await self.propose(self.optimizer_messages(base), number, unchanged=base.prompt)
         record = RoundRecord(
             round=number, base_round=base.round, analysis=proposal.analysis, modification=proposal.modification
@@ -52,7 +53,7 @@ class SPO(Strategy):
             record.verdict = "failed"
             record.error = "every execution of the candidate failed"
             return record
-        events.phase(number, "judge")
+        self.judging(number, lambda: self.verdicts(history, record))
         decision = await self.acceptance.decide(base.answers, record.answers, rule="spo")
         record.votes = decision.votes
         record.succeed = decision.accepted
