@@ -17,8 +17,7 @@ from promptopt.safe import clean, safe_text
 if TYPE_CHECKING:
     from promptopt.engine.compare import CompareResult
     from promptopt.engine.estimate import Estimate
-    from promptopt.engine.results import RunResult
-    from promptopt.engine.speculate import SpeculationStats
+    from promptopt.engine.results import RunResult, SpeculationStats
 
 VERDICT_STYLE = {
     "win": "green",

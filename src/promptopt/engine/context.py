@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from promptopt.config import RunConfig
 from promptopt.events import Events
@@ -12,7 +12,14 @@ from promptopt.llm import LLM
 from promptopt.template import Template
 
 if TYPE_CHECKING:
-    from promptopt.engine.speculate import Speculation
+    from promptopt.records import RoundRecord
+
+
+class AheadWriter(Protocol):
+    """What --speculate offers a strategy (engine/speculate.py's Speculation): run round `number`
+    ahead on each possible history, in the background."""
+
+    def start(self, strategy: Any, number: int, histories: list[list[RoundRecord]], whole_round: bool) -> None: ...
 
 
 @dataclass
@@ -27,7 +34,7 @@ class RunContext:
     # The run's own seed (stored in the workspace); strategies derive per-round draws from it.
     seed: int = 0
     # With --speculate: runs the next round's optimizer calls ahead (then `llm` is the same object).
-    speculation: Speculation | None = None
+    speculation: AheadWriter | None = None
 
     @property
     def questions(self) -> list[str]:

@@ -12,8 +12,8 @@ from promptopt.config import ROLES, RunConfig
 from promptopt.engine.confirm import confirm, gate_key
 from promptopt.engine.context import RunContext
 from promptopt.engine.diagnostics import NEAR_CHANCE_ADVICE, combined, near_chance
-from promptopt.engine.results import RunPlan, RunResult
-from promptopt.engine.speculate import Speculation, SpeculationStats, merge_usage
+from promptopt.engine.results import RunPlan, RunResult, SpeculationStats
+from promptopt.engine.speculate import Speculation, merge_usage
 from promptopt.engine.strategies.base import Strategy, get_strategy
 from promptopt.errors import BudgetExceeded, ConfigError, DeadlineExceeded, LLMError, WorkspaceError
 from promptopt.events import Events

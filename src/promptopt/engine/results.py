@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from promptopt.records import GateRecord, RoleUsage, RoundRecord, confirmed_round
 
-if TYPE_CHECKING:
-    from promptopt.engine.speculate import SpeculationStats
+
+@dataclass
+class SpeculationStats:
+    """What --speculate did: paid calls made ahead that a round used, and those no round used."""
+
+    used: int = 0
+    wasted: int = 0
+    # The wasted calls' usage per role (already part of the run's usage).
+    usage: dict[str, RoleUsage] = field(default_factory=dict)
+
+    @property
+    def wasted_cost_usd(self) -> float:
+        return sum(u.cost_usd for u in self.usage.values())
 
 
 @dataclass

@@ -30,9 +30,10 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from promptopt.engine.results import SpeculationStats
 from promptopt.events import Events
 from promptopt.llm import AHEAD, LLM, AheadCall, Completion, Ledger, Messages
 from promptopt.records import RoleUsage, RoundRecord
@@ -50,20 +51,6 @@ def request_key(role: str, messages: Messages, sample: int) -> str:
     """One request of this run (the model, its parameters and the run's seed are the run's own)."""
     blob = json.dumps([role, messages, sample], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-@dataclass
-class SpeculationStats:
-    """What --speculate did: paid calls made ahead that a round used, and those no round used."""
-
-    used: int = 0
-    wasted: int = 0
-    # The wasted calls' usage per role (already part of the run's usage).
-    usage: dict[str, RoleUsage] = field(default_factory=dict)
-
-    @property
-    def wasted_cost_usd(self) -> float:
-        return sum(u.cost_usd for u in self.usage.values())
 
 
 @dataclass
