@@ -141,3 +141,20 @@ def require(available: bool, reason: str) -> None:
     if os.environ.get("PROMPTOPT_REQUIRE_ALL") == "1":
         pytest.fail(f"{reason} (PROMPTOPT_REQUIRE_ALL=1: every test must run)")
     pytest.skip(reason)
+
+
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working folder with a placeholder OpenAI key, for CLI runs against the stub server."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-stub")
+    return tmp_path
+
+
+def invoke(*args: str, columns: int = 200) -> Any:
+    """The CLI in-process, at a fixed width and without colour."""
+    from typer.testing import CliRunner
+
+    from promptopt.cli import app
+
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": str(columns), "NO_COLOR": "1"})

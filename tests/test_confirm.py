@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from promptopt.cli import app
 from promptopt.config import RunConfig
 from promptopt.engine.loop import RunResult, run_optimization
 from promptopt.template import Template
 from promptopt.testing.stub_server import StubServer
 from promptopt.workspace import Workspace
-from tests.conftest import FakeLLM
+from tests.conftest import FakeLLM, invoke
 from tests.yes_no import metric_executor, quality_executor, quality_judge, yes_no_template
 
 VOTE = "<analyse>x</analyse><choose>{}</choose>"
@@ -134,17 +132,6 @@ def test_with_a_metric_held_out_accuracy_decides(tmp_path: Path) -> None:
 
 
 # --- through the CLI ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-stub")
-    return tmp_path
-
-
-def invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "NO_COLOR": "1"})
 
 
 def test_show_best_prints_the_confirmed_prompt_and_ci_can_demand_an_improvement(here: Path) -> None:

@@ -4,25 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import pytest
-from typer.testing import CliRunner
 
 import tests.toy_strategy  # noqa: F401 - registers "toy"
-from promptopt.cli import app
 from promptopt.testing.stub_server import StubServer
-
-
-@pytest.fixture
-def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-stub")
-    return tmp_path
-
-
-def invoke(*args: str) -> Any:
-    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "NO_COLOR": "1"})
+from tests.conftest import invoke
 
 
 def test_a_toy_strategy_runs_through_every_command(here: Path) -> None:

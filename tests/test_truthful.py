@@ -18,21 +18,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from promptopt.cli import app
 from promptopt.testing.stub_server import Fault, StubServer
+from tests.conftest import invoke
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-stub")
-    return tmp_path
-
-
-def invoke(*args: str) -> Any:
-    return runner.invoke(app, list(args), env={"COLUMNS": "200", "NO_COLOR": "1"})
 
 
 def flags(url: str) -> list[str]:

@@ -66,19 +66,21 @@ def looks_every_pair(first: int, most: int) -> tuple[int, ...]:
     return tuple(range(first, most + 1))
 
 
-def false_accept_rate(level: float, looks: Sequence[int], decisive: float = 0.5, spare: int = 0) -> float:
-    """P(a sequential sign test accepts) when the judge is blind: each pair is a win with
-    probability decisive/2, a loss with decisive/2, a tie otherwise.
-
-    At each look (a pair count) it accepts when the one-sided p-value is ≤ `level`, and stops
-    for good when that is out of reach by the last look with `spare` pairs to spare.
+def stopping(
+    level: float, looks: Sequence[int], decisive: float = 0.5, spare: int = 0
+) -> list[tuple[int, float, float]]:
+    """How a sequential sign test ends when the judge is blind: per look n, (n, P(accept at n),
+    P(stop without accepting at n)). Each pair is a win with probability decisive/2, a loss with
+    decisive/2, a tie otherwise. At each look (a pair count) the test accepts when the one-sided
+    p-value is ≤ `level`, and stops for good when that is out of reach by the last look with
+    `spare` pairs to spare.
     """
     win = loss = decisive / 2
     tie = 1 - decisive
     last = looks[-1]
     at = set(looks)
     states = {(0, 0): 1.0}
-    accepted = 0.0
+    ends = []
     for n in range(1, last + 1):
         step: dict[tuple[int, int], float] = {}
         for (w, lo), p in states.items():
@@ -89,13 +91,21 @@ def false_accept_rate(level: float, looks: Sequence[int], decisive: float = 0.5,
         if n not in at:
             states = step
             continue
-        states = {}
+        states, accepted, stopped = {}, 0.0, 0.0
         for (w, lo), p in step.items():
             if w and sign_test(w, lo) <= level:
                 accepted += p
             elif n < last and reachable(w, lo, last - n, level, spare):
                 states[(w, lo)] = p
-    return accepted
+            else:
+                stopped += p
+        ends.append((n, accepted, stopped))
+    return ends
+
+
+def false_accept_rate(level: float, looks: Sequence[int], decisive: float = 0.5, spare: int = 0) -> float:
+    """P(a sequential sign test accepts) when the judge is blind (see `stopping`)."""
+    return sum(accepted for _, accepted, _ in stopping(level, looks, decisive, spare))
 
 
 def expected_pairs(level: float, looks: Sequence[int], decisive: float = 0.5, spare: int = 0) -> float:
@@ -103,30 +113,7 @@ def expected_pairs(level: float, looks: Sequence[int], decisive: float = 0.5, sp
     (the costliest kind: a judge that sees a difference decides at the first look)."""
     if len(looks) == 1:
         return float(looks[0])
-    win = loss = decisive / 2
-    tie = 1 - decisive
-    last = looks[-1]
-    at = set(looks)
-    states = {(0, 0): 1.0}
-    mean = 0.0
-    for n in range(1, last + 1):
-        step: dict[tuple[int, int], float] = {}
-        for (w, lo), p in states.items():
-            for dw, dl, q in ((1, 0, win), (0, 1, loss), (0, 0, tie)):
-                if q:
-                    key = (w + dw, lo + dl)
-                    step[key] = step.get(key, 0.0) + p * q
-        if n not in at:
-            states = step
-            continue
-        states = {}
-        for (w, lo), p in step.items():
-            stops = (w and sign_test(w, lo) <= level) or n == last or not reachable(w, lo, last - n, level, spare)
-            if stops:
-                mean += n * p
-            else:
-                states[(w, lo)] = p
-    return mean
+    return sum(n * (accepted + stopped) for n, accepted, stopped in stopping(level, looks, decisive, spare))
 
 
 def worst_false_accept(level: float, looks: Sequence[int], spare: int = 0) -> float:
