@@ -164,7 +164,8 @@ def test_load_a_template_run_two_rounds_and_see_the_results(browser: Any, ui_url
         expect(page.get_by_text("2 rounds, best round")).to_be_visible()
         expect(page.get_by_test_id("stDataFrame").first).to_be_visible()
         expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible()
-        expect(page.get_by_text("Best prompt")).to_be_visible()
+        expect(page.get_by_text("Best prompt", exact=True)).to_be_visible()
+        expect(page.get_by_text("judge: orders agree in")).to_be_visible()  # the judge's diagnostics
         page.screenshot(path=str(ARTIFACTS / "ui-results.png"), full_page=True)
         assert (ARTIFACTS / "ui-results.png").stat().st_size > 10_000
 

@@ -281,6 +281,13 @@ def rounds_rows(records: list[RoundRecord]) -> list[dict[str, Any]]:
     for record in records:
         row = round_json(record)
         row["best"] = "★" if record.round == best else ""
+        judge = row.pop("judge") or {}
+        # The judge's diagnostics as words a table cell can hold (the JSON keeps the numbers).
+        row["judge"] = (
+            f"orders agree {judge['consistency']:.0%}, A {judge['share_a']:.0%}"
+            if judge.get("consistency") is not None and judge.get("share_a") is not None
+            else ""
+        )
         rows.append(row)
     return rows
 
