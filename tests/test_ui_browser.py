@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -112,7 +113,9 @@ def settled(page: Any) -> None:
     from playwright.sync_api import expect
 
     page.wait_for_timeout(250)
-    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-connection-state", "CONNECTED")
+    app = page.get_by_test_id("stApp")
+    expect(app).to_have_attribute("data-test-connection-state", "CONNECTED")
+    expect(app).not_to_have_attribute("data-test-script-state", re.compile(r"^(running|rerunRequested)$"))
     expect(page.get_by_test_id("stSkeleton")).to_have_count(0)
 
 
@@ -203,8 +206,10 @@ def test_save_outside_the_workspace_is_refused_in_the_page(browser: Any, ui_url:
             settled(page)
             overwrite = page.get_by_role("checkbox", name="Overwrite if it exists")
             if not overwrite.is_checked():
-                overwrite.check(force=True)
+                # Streamlit draws its own box over a hidden input: click the visible label
+                page.get_by_test_id("stCheckbox").filter(has_text="Overwrite if it exists").click()
                 settled(page)
+            expect(overwrite).to_be_checked()
             page.get_by_role("button", name="Save", exact=True).click()
             settled(page)
             expect(page.get_by_test_id("stAlertContentError").filter(has_text="outside.yaml")).to_be_visible()
