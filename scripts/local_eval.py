@@ -35,6 +35,10 @@ class Recorder:
         self.usage = inner.usage
         self.calls: list[dict[str, Any]] = []
 
+    def __getattr__(self, name: str) -> Any:
+        """Everything else the engine reads from its client (start-up seconds, warnings): the real one's."""
+        return getattr(self.inner, name)
+
     async def complete(self, role: str, messages: list[dict[str, Any]], *, sample: int = 0, shape: Any = None) -> Any:
         from promptopt import prompts
 
